@@ -1,0 +1,74 @@
+"""The one place where exceptions become HTTP answers in OpenAI's error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from gateway.errors import GatewayError, InvalidRequest, NotFound, http_status
+
+log = logging.getLogger(__name__)
+
+_STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
+
+
+def envelope_response(error: GatewayError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=http_status(error), headers=error.headers)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    if http_status(exc) >= 500:
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return envelope_response(exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return envelope_response(_describe(exc.errors()))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: GatewayError = NotFound(f"No route {request.method} {request.url.path}.")
+        return envelope_response(error)
+    body = {"error": {"message": str(exc.detail), "param": None, "code": None,
+                      "type": _STATUS_TYPES.get(exc.status_code, "invalid_request_error")}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    body = {"error": {"message": "The gateway hit an internal error; it has been logged.",
+                      "type": "api_error", "param": None, "code": "internal_error"}}
+    return JSONResponse(body, status_code=500)
+
+
+def _describe(errors: Any) -> InvalidRequest:
+    first = errors[0] if errors else {}
+    location = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "The request body is not valid JSON: "
+            f"{first.get('ctx', {}).get('error', 'parse error')}. Send a JSON object.",
+            code="invalid_json",
+        )
+    message = first.get("msg", "invalid request")
+    where = f" at '{param}'" if param else ""
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return InvalidRequest(f"Invalid request{where}: {message}{more}.", param=param,
+                          code="invalid_value")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,85 @@
+"""The app factory: builds the FastAPI app; the lifespan wires services onto app.state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from gateway.api import health, inference, metrics, models
+from gateway.api.errors import install_error_handlers
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.engine.client import EngineClient
+from gateway.engine.launch import start_embedded_engine
+from gateway.engine.monitor import EngineMonitor
+from gateway.inference.service import InferenceService
+from gateway.inference.targets import TargetResolver
+from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
+from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, engine_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Builds the gateway; ``engine_transport`` lets tests talk to an in-process engine."""
+    gateway_metrics = GatewayMetrics(
+        latency_buckets=settings.metrics.latency_buckets or LATENCY_BUCKETS,
+        enabled=settings.metrics.enabled,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await _wire(app, settings, gateway_metrics, engine_transport, stack)
+            yield
+
+    app = FastAPI(title="adapter-gateway", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = gateway_metrics
+    app.state.auth = Authenticator(settings.auth.keys)
+    install_error_handlers(app)
+    for module in (inference, models, health, metrics):
+        app.include_router(module.router)
+    app.add_api_route(settings.metrics.engine_metrics_path, metrics.engine_metrics,
+                      methods=["GET"], tags=["metrics"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
+    return app
+
+
+async def _wire(
+    app: FastAPI,
+    settings: Settings,
+    gateway_metrics: GatewayMetrics,
+    transport: httpx.AsyncBaseTransport | None,
+    stack: AsyncExitStack,
+) -> None:
+    urls = settings.engine.urls
+    if settings.engine.mode == "embedded":
+        urls = [await start_embedded_engine(settings, stack)]
+    engine = EngineClient(
+        urls,
+        connect_timeout=settings.engine.connect_timeout_s,
+        read_timeout=settings.engine.read_timeout_s,
+        max_connections=settings.engine.max_connections,
+        transport=transport,
+    )
+    stack.push_async_callback(engine.aclose)
+    monitor = EngineMonitor(engine, gateway_metrics, settings.engine.health_interval_s)
+    monitor.start()
+    stack.push_async_callback(monitor.stop)
+    targets = TargetResolver(settings.engine.model)
+    app.state.engine = engine
+    app.state.monitor = monitor
+    app.state.targets = targets
+    app.state.started_at = int(time.time())
+    app.state.inference = InferenceService(engine, targets, settings.limits, gateway_metrics)
+    if not settings.auth_enabled:
+        log.warning("no API keys configured: every endpoint is open to local callers")

@@ -1,0 +1,66 @@
+"""API keys with scopes; compared in constant time and never logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from gateway.config import ApiKey, Scope
+from gateway.errors import PermissionDenied, Unauthenticated
+
+_RANK: dict[str, int] = {"user": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scope: Scope
+
+
+class Authenticator:
+    """Checks ``Authorization: Bearer <key>`` against the configured keys."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self._keys = [(_digest(k.secret()), Principal(k.name, k.scope)) for k in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def authenticate(self, authorization: str | None, needed: Scope) -> Principal | None:
+        if not self.enabled:
+            return None
+        principal = self._lookup(_bearer(authorization))
+        if principal is None:
+            raise Unauthenticated(
+                "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
+            )
+        if _RANK[principal.scope] < _RANK[needed]:
+            raise PermissionDenied(
+                f"This endpoint needs an API key with the '{needed}' scope; "
+                f"the key '{principal.name}' has '{principal.scope}'."
+            )
+        return principal
+
+    def _lookup(self, presented: str | None) -> Principal | None:
+        if not presented:
+            return None
+        digest = _digest(presented)
+        found = None
+        for known, principal in self._keys:
+            # No early exit: every key is compared, so timing does not tell which matched.
+            if hmac.compare_digest(known, digest):
+                found = principal
+        return found
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()

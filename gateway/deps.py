@@ -1,0 +1,64 @@
+"""FastAPI dependencies as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from gateway.auth import Authenticator, Principal
+from gateway.engine.monitor import EngineMonitor
+from gateway.inference.service import InferenceService
+from gateway.observation import Observation, observation_of
+
+
+def _auth(request: Request) -> Authenticator:
+    authenticator: Authenticator = request.app.state.auth
+    return authenticator
+
+
+def require_user(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    return _auth(request).authenticate(authorization, "user")
+
+
+def require_admin(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    return _auth(request).authenticate(authorization, "admin")
+
+
+def require_unless_public(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    if request.url.path in request.app.state.settings.auth.public_paths:
+        return None
+    return _auth(request).authenticate(authorization, "user")
+
+
+def _inference(request: Request) -> InferenceService:
+    service: InferenceService = request.app.state.inference
+    return service
+
+
+def _monitor(request: Request) -> EngineMonitor:
+    monitor: EngineMonitor = request.app.state.monitor
+    return monitor
+
+
+def _observation(request: Request) -> Observation:
+    return observation_of(request.scope)
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+UserDep = Annotated[Principal | None, Depends(require_user)]
+AdminDep = Annotated[Principal | None, Depends(require_admin)]
+PublicDep = Annotated[Principal | None, Depends(require_unless_public)]
+InferenceDep = Annotated[InferenceService, Depends(_inference)]
+MonitorDep = Annotated[EngineMonitor, Depends(_monitor)]
+ObservationDep = Annotated[Observation, Depends(_observation)]
+RequestIdDep = Annotated[str, Depends(_request_id)]

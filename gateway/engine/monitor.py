@@ -1,0 +1,58 @@
+"""Tracks whether the engine answers, so readiness can gate traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.engine.client import EngineClient
+from gateway.errors import EngineUnavailable
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+class EngineMonitor:
+    """Polls the engine's health in the background; ``ready`` is the last answer."""
+
+    def __init__(self, engine: EngineClient, metrics: GatewayMetrics, interval: float) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.interval = interval
+        self.ready = False
+        self.reason = "the engine has not answered yet"
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> bool:
+        healthy = await self.engine.healthy()
+        self._set(healthy, "" if healthy else "the engine does not answer its health check")
+        return healthy
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise EngineUnavailable(
+                f"The engine is not ready ({self.reason}); retry shortly. GET /ready tells when.",
+                headers={"retry-after": "5"},
+            )
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="engine-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval if self.ready else min(self.interval, 1.0))
+
+    def _set(self, ready: bool, reason: str) -> None:
+        if ready != self.ready:
+            log.info("engine %s", "ready" if ready else f"not ready: {reason}")
+        self.ready = ready
+        self.reason = reason
+        self.metrics.engine_ready.set(1 if ready else 0)

@@ -1,0 +1,90 @@
+"""Relays an engine's SSE stream to the client, one event at a time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass
+class StreamStats:
+    """Timing and token counts seen while relaying one stream."""
+
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+    events: int = 0
+    _last: float | None = None
+
+    def saw_token(self) -> None:
+        now = time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        elif self._last is not None:
+            self.gaps.append(now - self._last)
+        self._last = now
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_event(error: GatewayError) -> bytes:
+    return sse(error.envelope())
+
+
+async def relay(
+    response: httpx.Response, public_model: str, stats: StreamStats, *, keep_usage: bool
+) -> AsyncIterator[bytes]:
+    """Yields the engine's events with ``model`` rewritten to the name the client used.
+
+    The gateway always asks the engine for usage (to count tokens); the usage-only
+    event is passed on only when the client asked for it too.
+    """
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            yield DONE
+            return
+        event = json.loads(data)
+        if not isinstance(event, dict):
+            continue
+        _observe(event, stats)
+        if not keep_usage and "usage" in event:
+            if not event.get("choices"):
+                continue
+            event.pop("usage")
+        if "model" in event:
+            event["model"] = public_model
+        stats.events += 1
+        yield sse(event)
+
+
+def _observe(event: dict[str, Any], stats: StreamStats) -> None:
+    usage = event.get("usage")
+    if isinstance(usage, dict):
+        stats.usage = usage
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or choice.get("text"):
+            stats.saw_token()
+            return

@@ -1,0 +1,41 @@
+"""Per-request facts gathered along the way and recorded once, at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import Scope
+
+from gateway.metrics import OTHER
+
+_KEY = "observation"
+
+
+@dataclass
+class Observation:
+    """What the metrics middleware needs to know about one request."""
+
+    endpoint: str | None = None
+    adapter: str = OTHER
+    schema: str | None = None
+    upstream_seconds: float = 0.0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def add_upstream(self, seconds: float) -> None:
+        self.upstream_seconds += seconds
+
+
+def attach(scope: Scope) -> Observation:
+    observation = Observation()
+    state: dict[str, Any] = scope.setdefault("state", {})
+    state[_KEY] = observation
+    return observation
+
+
+def observation_of(scope: Scope) -> Observation:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    found = state.get(_KEY)
+    if isinstance(found, Observation):
+        return found
+    return attach(scope)

@@ -1,0 +1,78 @@
+"""Shared fixtures: the gateway in process, in front of a fake engine speaking vLLM's protocol."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import pytest
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from gateway.config import Settings
+from tests.fakes.engine import FakeEngine
+
+BASE_MODEL = "base-model"
+ENGINE_URL = "http://engine.test"
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine(base_model=BASE_MODEL)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Any) -> SettingsFactory:
+    """Settings for a gateway in front of the fake engine; keyword sections override."""
+
+    def build(**sections: Any) -> Settings:
+        engine = {"mode": "remote", "urls": [ENGINE_URL], "model": BASE_MODEL,
+                  "health_interval_s": 0.2, **sections.pop("engine", {})}
+        adapters = {"roots": [str(tmp_path / "adapters")], "watch": False,
+                    **sections.pop("adapters", {})}
+        return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings()
+
+
+async def start(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        await app.state.monitor.check()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+@pytest.fixture
+async def app(settings: Settings, fake_engine: FakeEngine) -> FastAPI:
+    return create_app(settings, engine_transport=httpx.ASGITransport(app=fake_engine.app))
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in start(app):
+        yield c
+
+
+@pytest.fixture
+async def sdk(app: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official SDK, talking to the in-process gateway (``client`` runs its lifespan)."""
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield openai.AsyncOpenAI(api_key="unused", base_url="http://gateway/v1",
+                                 http_client=http, max_retries=0)

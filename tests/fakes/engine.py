@@ -1,0 +1,188 @@
+"""A fake vLLM OpenAI server: real HTTP/ASGI protocol, scripted answers.
+
+Answers are taken in order from a queue (``enqueue``); with an empty queue the
+fake answers ``default_content``. Every request body it receives is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class FakeAnswer:
+    content: str
+    finish_reason: str = "stop"
+    delay: float = 0.0
+    prompt_tokens: int = 10
+    completion_tokens: int | None = None
+    status: int = 200
+
+
+@dataclass
+class FakeEngine:
+    """State and behaviour of the fake; ``app`` is the ASGI application."""
+
+    base_model: str = "base-model"
+    default_content: str = "Hello! How can I help you today?"
+    chunk_delay: float = 0.0
+    answers: deque[FakeAnswer] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    loras: dict[str, str] = field(default_factory=dict)
+    lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    healthy: bool = True
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def enqueue(self, content: str, **kwargs: Any) -> None:
+        self.answers.append(FakeAnswer(content, **kwargs))
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/health", self._health),
+                Route("/metrics", self._metrics),
+                Route("/v1/models", self._models),
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/completions", self._completions, methods=["POST"]),
+                Route("/v1/load_lora_adapter", self._load, methods=["POST"]),
+                Route("/v1/unload_lora_adapter", self._unload, methods=["POST"]),
+            ]
+        )
+
+    async def _health(self, request: Request) -> Response:
+        return Response(status_code=200 if self.healthy else 503)
+
+    async def _metrics(self, request: Request) -> Response:
+        text = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n"
+        return PlainTextResponse(text)
+
+    async def _models(self, request: Request) -> Response:
+        names = [self.base_model, *self.loras]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "vllm"} for n in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _chat(self, request: Request) -> Response:
+        return await self._answer(request, chat=True)
+
+    async def _completions(self, request: Request) -> Response:
+        return await self._answer(request, chat=False)
+
+    async def _answer(self, request: Request, *, chat: bool) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        model = body.get("model")
+        if model != self.base_model and model not in self.loras:
+            return _error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+        answer = self.answers.popleft() if self.answers else FakeAnswer(self.default_content)
+        if answer.status != 200:
+            return _error(answer.status, answer.content, "BadRequestError", None)
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
+        if body.get("stream"):
+            return StreamingResponse(
+                self._chunks(body, answer, chat), media_type="text/event-stream"
+            )
+        return JSONResponse(self._full(body, answer, chat))
+
+    def _full(self, body: dict[str, Any], answer: FakeAnswer, chat: bool) -> dict[str, Any]:
+        n = int(body.get("n") or 1)
+        choices = [_choice(i, answer, chat) for i in range(n)]
+        return {
+            "id": f"cmpl-{next(self._ids)}",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": _usage(answer, n),
+        }
+
+    async def _chunks(
+        self, body: dict[str, Any], answer: FakeAnswer, chat: bool
+    ) -> AsyncIterator[bytes]:
+        cid = f"cmpl-{next(self._ids)}"
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        pieces = _pieces(answer.content)
+        for index, piece in enumerate(pieces):
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            last = index == len(pieces) - 1
+            finish = answer.finish_reason if last else None
+            delta: dict[str, Any] = {"content": piece}
+            if chat and index == 0:
+                delta["role"] = "assistant"
+            choice: dict[str, Any] = (
+                {"index": 0, "delta": delta, "finish_reason": finish}
+                if chat
+                else {"index": 0, "text": piece, "finish_reason": finish}
+            )
+            yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [choice]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = _usage(answer, 1)
+            yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [],
+                        "usage": usage})
+        yield b"data: [DONE]\n\n"
+
+    async def _load(self, request: Request) -> Response:
+        body = await request.json()
+        self.lora_calls.append(("load", body))
+        name = body.get("lora_name")
+        if name in self.loras:
+            return _error(400, f"The lora adapter '{name}' has already been loaded.",
+                          "InvalidUserInput", None)
+        self.loras[name] = body.get("lora_path", "")
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def _unload(self, request: Request) -> Response:
+        body = await request.json()
+        self.lora_calls.append(("unload", body))
+        name = body.get("lora_name")
+        if self.loras.pop(name, None) is None:
+            return _error(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError",
+                          None)
+        return PlainTextResponse(f"Success: LoRA adapter '{name}' removed successfully.")
+
+
+def _choice(index: int, answer: FakeAnswer, chat: bool) -> dict[str, Any]:
+    if chat:
+        message = {"role": "assistant", "content": answer.content}
+        return {"index": index, "message": message, "finish_reason": answer.finish_reason}
+    return {"index": index, "text": answer.content, "finish_reason": answer.finish_reason}
+
+
+def _usage(answer: FakeAnswer, n: int) -> dict[str, int]:
+    completion = answer.completion_tokens
+    if completion is None:
+        completion = max(1, len(answer.content.split()))
+    completion *= n
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
+    }
+
+
+def _pieces(content: str) -> list[str]:
+    words = content.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)] or [""]
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def _error(status: int, message: str, kind: str, param: str | None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return JSONResponse(body, status_code=status)
