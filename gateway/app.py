@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from gateway.api import health, inference, metrics, models
@@ -25,10 +24,8 @@ from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings, *, engine_transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
-    """Builds the gateway; ``engine_transport`` lets tests talk to an in-process engine."""
+def create_app(settings: Settings) -> FastAPI:
+    """Builds the gateway from its settings; nothing starts until the lifespan runs."""
     gateway_metrics = GatewayMetrics(
         latency_buckets=settings.metrics.latency_buckets or LATENCY_BUCKETS,
         enabled=settings.metrics.enabled,
@@ -37,7 +34,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await _wire(app, settings, gateway_metrics, engine_transport, stack)
+            await _wire(app, settings, gateway_metrics, stack)
             yield
 
     app = FastAPI(title="adapter-gateway", version="0.1.0", lifespan=lifespan)
@@ -58,7 +55,6 @@ async def _wire(
     app: FastAPI,
     settings: Settings,
     gateway_metrics: GatewayMetrics,
-    transport: httpx.AsyncBaseTransport | None,
     stack: AsyncExitStack,
 ) -> None:
     urls = settings.engine.urls
@@ -69,10 +65,10 @@ async def _wire(
         connect_timeout=settings.engine.connect_timeout_s,
         read_timeout=settings.engine.read_timeout_s,
         max_connections=settings.engine.max_connections,
-        transport=transport,
     )
     stack.push_async_callback(engine.aclose)
     monitor = EngineMonitor(engine, gateway_metrics, settings.engine.health_interval_s)
+    await monitor.check()
     monitor.start()
     stack.push_async_callback(monitor.stop)
     targets = TargetResolver(settings.engine.model)

@@ -17,19 +17,19 @@ def _auth(request: Request) -> Authenticator:
     return authenticator
 
 
-def require_user(
+async def require_user(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal | None:
     return _auth(request).authenticate(authorization, "user")
 
 
-def require_admin(
+async def require_admin(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal | None:
     return _auth(request).authenticate(authorization, "admin")
 
 
-def require_unless_public(
+async def require_unless_public(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal | None:
     if request.url.path in request.app.state.settings.auth.public_paths:
@@ -37,21 +37,21 @@ def require_unless_public(
     return _auth(request).authenticate(authorization, "user")
 
 
-def _inference(request: Request) -> InferenceService:
+async def _inference(request: Request) -> InferenceService:
     service: InferenceService = request.app.state.inference
     return service
 
 
-def _monitor(request: Request) -> EngineMonitor:
+async def _monitor(request: Request) -> EngineMonitor:
     monitor: EngineMonitor = request.app.state.monitor
     return monitor
 
 
-def _observation(request: Request) -> Observation:
+async def _observation(request: Request) -> Observation:
     return observation_of(request.scope)
 
 
-def _request_id(request: Request) -> str:
+async def _request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.config import Settings
 from tests.fakes.engine import FakeEngine
+from tests.servers import serving
 
 BASE_MODEL = "base-model"
-ENGINE_URL = "http://engine.test"
 
 SettingsFactory = Callable[..., Settings]
 
@@ -32,11 +32,18 @@ def fake_engine() -> FakeEngine:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Any) -> SettingsFactory:
+async def engine_url(fake_engine: FakeEngine) -> AsyncIterator[str]:
+    """The fake engine, served over real HTTP on loopback."""
+    async with serving(fake_engine.app) as url:
+        yield url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
     """Settings for a gateway in front of the fake engine; keyword sections override."""
 
     def build(**sections: Any) -> Settings:
-        engine = {"mode": "remote", "urls": [ENGINE_URL], "model": BASE_MODEL,
+        engine = {"mode": "remote", "urls": [engine_url], "model": BASE_MODEL,
                   "health_interval_s": 0.2, **sections.pop("engine", {})}
         adapters = {"roots": [str(tmp_path / "adapters")], "watch": False,
                     **sections.pop("adapters", {})}
@@ -59,8 +66,8 @@ async def start(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def app(settings: Settings, fake_engine: FakeEngine) -> FastAPI:
-    return create_app(settings, engine_transport=httpx.ASGITransport(app=fake_engine.app))
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
 
 
 @pytest.fixture

@@ -25,6 +25,6 @@ async def engine_metrics(request: Request, _: PublicDep) -> Response:
     """The engine's own (vLLM) metrics, proxied from its first server."""
     engine: EngineClient = request.app.state.engine
     upstream = await engine.get_raw(f"{engine.urls[0]}/metrics")
-    if upstream.status_code != 200:
-        raise UpstreamError(f"the engine's /metrics answered {upstream.status_code}")
-    return Response(upstream.content, media_type=CONTENT_TYPE_LATEST)
+    if upstream.status != 200:
+        raise UpstreamError(f"the engine's /metrics answered {upstream.status}")
+    return Response(upstream.body, media_type=CONTENT_TYPE_LATEST)

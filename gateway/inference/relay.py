@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -51,18 +49,18 @@ def error_event(error: GatewayError) -> bytes:
 
 
 async def relay(
-    response: httpx.Response, public_model: str, stats: StreamStats, *, keep_usage: bool
+    lines: AsyncIterator[bytes], public_model: str, stats: StreamStats, *, keep_usage: bool
 ) -> AsyncIterator[bytes]:
     """Yields the engine's events with ``model`` rewritten to the name the client used.
 
     The gateway always asks the engine for usage (to count tokens); the usage-only
     event is passed on only when the client asked for it too.
     """
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
+    async for line in lines:
+        if not line.startswith(b"data:"):
             continue
         data = line[5:].strip()
-        if data == "[DONE]":
+        if data == b"[DONE]":
             yield DONE
             return
         event = json.loads(data)

@@ -112,8 +112,8 @@ class InferenceService:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         stats = StreamStats()
         try:
-            async with self.engine.stream(call.path, body, call.request_id) as response:
-                async for event in relay(response, call.target.public_name, stats,
+            async with self.engine.stream(call.path, body, call.request_id) as lines:
+                async for event in relay(lines, call.target.public_name, stats,
                                          keep_usage=client_wants_usage):
                     yield event
         except GatewayError as exc:

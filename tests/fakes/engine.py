@@ -43,6 +43,7 @@ class FakeEngine:
     loras: dict[str, str] = field(default_factory=dict)
     lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     healthy: bool = True
+    streams_cancelled: int = 0
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def enqueue(self, content: str, **kwargs: Any) -> None:
@@ -110,6 +111,18 @@ class FakeEngine:
         }
 
     async def _chunks(
+        self, body: dict[str, Any], answer: FakeAnswer, chat: bool
+    ) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for event in self._events(body, answer, chat):
+                yield event
+            finished = True
+        finally:
+            if not finished:
+                self.streams_cancelled += 1
+
+    async def _events(
         self, body: dict[str, Any], answer: FakeAnswer, chat: bool
     ) -> AsyncIterator[bytes]:
         cid = f"cmpl-{next(self._ids)}"

@@ -1,0 +1,62 @@
+"""Starts the fake engine and the gateway as separate processes for benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "base-model"
+
+
+def wait_for(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout} s")
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def fake_engine(port: int) -> Iterator[str]:
+    with process([sys.executable, "-m", "tests.fakes.serve", "--port", str(port),
+                  "--model", MODEL]):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health")
+        yield url
+
+
+@contextlib.contextmanager
+def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subprocess.Popen[bytes]]:
+    config = {"server": {"port": port, "log_level": "warning"},
+              "engine": {"mode": "remote", "urls": [engine_url], "model": MODEL},
+              "adapters": {"watch": False, "roots": []}, **settings}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        json.dump(config, handle)
+    try:
+        with process([sys.executable, "-m", "gateway", "serve", "--config", handle.name]) as proc:
+            wait_for(f"http://127.0.0.1:{port}/ready")
+            yield proc
+    finally:
+        os.unlink(handle.name)

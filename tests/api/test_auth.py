@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from tests.conftest import BASE_MODEL, SettingsFactory, start
+
+pytestmark = pytest.mark.anyio
+
+KEYS = [{"name": "app", "scope": "user", "key": "user-secret"},
+        {"name": "ops", "scope": "admin", "key_env": "TEST_GATEWAY_ADMIN_KEY"}]
+BODY = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+async def secured(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    monkeypatch.setenv("TEST_GATEWAY_ADMIN_KEY", "admin-secret")
+    settings = make_settings(auth={"keys": KEYS})
+    app = create_app(settings)
+    async for client in start(app):
+        yield client
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def test_missing_key_is_401(secured: httpx.AsyncClient) -> None:
+    response = await secured.post("/v1/chat/completions", json=BODY)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+async def test_wrong_key_is_401(secured: httpx.AsyncClient) -> None:
+    response = await secured.post("/v1/chat/completions", json=BODY,
+                                  headers=_bearer("user-secreT"))
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("key", ["user-secret", "admin-secret"])
+async def test_user_and_admin_keys_reach_inference(secured: httpx.AsyncClient, key: str) -> None:
+    response = await secured.post("/v1/chat/completions", json=BODY, headers=_bearer(key))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+async def test_open_paths_need_no_key(secured: httpx.AsyncClient, path: str) -> None:
+    response = await secured.get(path)
+    assert response.status_code == 200
+
+
+async def test_models_need_a_key(secured: httpx.AsyncClient) -> None:
+    assert (await secured.get("/v1/models")).status_code == 401
+    assert (await secured.get("/v1/models", headers=_bearer("user-secret"))).status_code == 200
+
+
+async def test_key_from_an_unset_variable_is_refused(make_settings: SettingsFactory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEST_GATEWAY_ADMIN_KEY", raising=False)
+    with pytest.raises(ValueError, match="TEST_GATEWAY_ADMIN_KEY"):
+        create_app(make_settings(auth={"keys": KEYS}))
