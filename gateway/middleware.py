@@ -19,6 +19,8 @@ from gateway.observation import attach
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+# Requests refused before a route runs (malformed bodies) are still counted by endpoint.
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -72,8 +74,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
-            if observation.endpoint is not None and self.metrics.enabled:
-                self._record(observation.endpoint, observation.adapter, status,
+            endpoint = observation.endpoint or ENDPOINTS.get(scope["path"])
+            if endpoint is not None and self.metrics.enabled:
+                self._record(endpoint, observation.adapter, status,
                              time.perf_counter() - started, observation.upstream_seconds)
 
     def _record(
