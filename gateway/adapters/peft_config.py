@@ -1,0 +1,189 @@
+"""Read ``adapter_config.json`` (PEFT's LoRA config) and match its target modules to the base."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.adapters.base_model import LAYER_PREFIX, BaseModelSpec
+from gateway.adapters.errors import AdapterRejected, RejectReason
+
+CONFIG_FILE = "adapter_config.json"
+ALL_LINEAR = "all-linear"
+MAX_PATTERN_LENGTH = 512
+# init_lora_weights values that only set the starting weights; others (PiSSA, OLoRA, LoftQ,
+# CorDA) change the base weights when PEFT loads the adapter, which vLLM cannot do.
+_PLAIN_INITS = frozenset({"gaussian", "eva", "orthogonal", "mica", "lora_ga"})
+_LAYER_RE = re.compile(rf"^{re.escape(LAYER_PREFIX)}\.(\d+)\.")
+
+
+class PeftLoraConfig(BaseModel):
+    """The fields of PEFT's LoRA config that decide whether the engine can serve it.
+
+    PEFT writes dozens of fields and adds more with each release, so unknown ones are
+    ignored here (unlike our own manifest, which forbids them).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    peft_type: str = "LORA"
+    base_model_name_or_path: str | None = None
+    r: int = Field(gt=0)
+    lora_alpha: float = Field(gt=0)
+    target_modules: list[str] | str
+    exclude_modules: list[str] | str | None = None
+    layers_to_transform: list[int] | int | None = None
+    rank_pattern: dict[str, int] | None = None
+    alpha_pattern: dict[str, float] | None = None
+    bias: str = "none"
+    fan_in_fan_out: bool = False
+    use_rslora: bool = False
+    use_dora: bool = False
+    lora_bias: bool = False
+    use_qalora: bool = False
+    init_lora_weights: bool | str = True
+    modules_to_save: list[str] | None = None
+    layer_replication: list[list[int]] | None = None
+    alora_invocation_tokens: list[int] | None = None
+    use_bdlora: dict[str, Any] | None = None
+    target_parameters: list[str] | None = None
+    trainable_token_indices: list[int] | dict[str, Any] | None = None
+
+    @property
+    def max_rank(self) -> int:
+        return max([self.r, *(self.rank_pattern or {}).values()])
+
+
+def parse_peft_config(raw: bytes, *, source: Path | None = None) -> PeftLoraConfig:
+    """Parse ``adapter_config.json``; a problem is an ``invalid_config`` rejection."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _invalid(f"{CONFIG_FILE} is not valid JSON: {exc}", source) from exc
+    if not isinstance(data, dict):
+        raise _invalid(f"{CONFIG_FILE} must be a JSON object", source)
+    try:
+        config = PeftLoraConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _invalid(
+            f"{CONFIG_FILE} is not a LoRA config PEFT would write: {where}: {first['msg']}", source
+        ) from exc
+    if config.peft_type.upper() != "LORA":
+        raise _invalid(
+            f"{CONFIG_FILE} has peft_type {config.peft_type!r}; only LORA is served", source
+        )
+    return config
+
+
+def unsupported_features(config: PeftLoraConfig) -> list[str]:
+    """What the engine cannot serve in this config, one phrase each (empty when all is well)."""
+    found = []
+    if config.bias != "none" or config.lora_bias:
+        found.append("bias terms (bias/lora_bias)")
+    if config.use_dora:
+        found.append("DoRA (use_dora)")
+    if config.fan_in_fan_out:
+        found.append("transposed weights (fan_in_fan_out)")
+    if config.modules_to_save:
+        found.append(f"full modules to save ({config.modules_to_save})")
+    if isinstance(config.init_lora_weights, str) and (
+        config.init_lora_weights.lower() not in _PLAIN_INITS
+    ):
+        found.append(f"init_lora_weights={config.init_lora_weights!r} (it alters base weights)")
+    extras = {
+        "layer_replication": config.layer_replication,
+        "alora_invocation_tokens (aLoRA)": config.alora_invocation_tokens,
+        "use_qalora": config.use_qalora,
+        "use_bdlora": config.use_bdlora,
+        "target_parameters": config.target_parameters,
+        "trainable_token_indices": config.trainable_token_indices,
+    }
+    found.extend(name for name, value in extras.items() if value)
+    return found
+
+
+def targeted_modules(config: PeftLoraConfig, base: BaseModelSpec) -> frozenset[str]:
+    """Full names of the base modules the config adapts, PEFT's matching rules applied.
+
+    A listed name must be some module's name or dotted suffix; a string is a regex over
+    full names; ``all-linear`` is every linear layer of the decoder.
+    """
+    names = base.module_names()
+    if config.target_modules == ALL_LINEAR:
+        chosen = set(names)
+    elif isinstance(config.target_modules, str):
+        chosen = {n for n in names if _fullmatch(config.target_modules, n)}
+        if not chosen:
+            raise _unknown(f"the pattern {config.target_modules!r} matches no module", base)
+    else:
+        if not config.target_modules:
+            raise _unknown("target_modules is empty", base)
+        unknown = [t for t in config.target_modules if not any(_suffix(t, n) for n in names)]
+        if unknown:
+            raise _unknown(f"{sorted(unknown)} are not modules of the base model", base)
+        chosen = {n for n in names if any(_suffix(t, n) for t in config.target_modules)}
+    chosen -= _excluded(config, names)
+    return frozenset(n for n in chosen if _in_layers(n, config.layers_to_transform))
+
+
+def module_rank(config: PeftLoraConfig, module: str) -> int:
+    """The rank PEFT gives ``module``: the first matching ``rank_pattern`` key, else ``r``."""
+    for key, rank in (config.rank_pattern or {}).items():
+        if _fullmatch(rf"(.*\.)?({key})", module):
+            return rank
+    return config.r
+
+
+def _excluded(config: PeftLoraConfig, names: list[str]) -> set[str]:
+    exclude = config.exclude_modules
+    if exclude is None:
+        return set()
+    if isinstance(exclude, str):
+        return {n for n in names if _fullmatch(exclude, n)}
+    return {n for n in names if any(_suffix(e, n) for e in exclude)}
+
+
+def _in_layers(name: str, layers: list[int] | int | None) -> bool:
+    if layers is None:
+        return True
+    match = _LAYER_RE.match(name)
+    wanted = [layers] if isinstance(layers, int) else layers
+    return match is not None and int(match.group(1)) in wanted
+
+
+def _suffix(target: str, name: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def _fullmatch(pattern: str, name: str) -> bool:
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise AdapterRejected(
+            RejectReason.INVALID_CONFIG,
+            f"A module pattern in {CONFIG_FILE} is longer than {MAX_PATTERN_LENGTH} characters; "
+            "list the module names instead.",
+        )
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error as exc:
+        raise AdapterRejected(
+            RejectReason.INVALID_CONFIG,
+            f"{CONFIG_FILE} has an invalid module pattern {pattern!r}: {exc}",
+        ) from exc
+
+
+def _unknown(detail: str, base: BaseModelSpec) -> AdapterRejected:
+    return AdapterRejected(
+        RejectReason.UNKNOWN_TARGET_MODULES,
+        f"{CONFIG_FILE}: {detail}. The base model's adaptable modules are "
+        f"{sorted(base.short_names())} (or use 'all-linear').",
+    )
+
+
+def _invalid(message: str, source: Path | None) -> AdapterRejected:
+    return AdapterRejected(RejectReason.INVALID_CONFIG, message, path=source)

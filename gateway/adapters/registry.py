@@ -1,0 +1,341 @@
+"""In-memory registry of adapter names, their versions, and which version is public.
+
+Every method except :meth:`AdapterRegistry.wait_drained` is synchronous, so within one
+asyncio loop each check-and-update is atomic. The registry never talks to the engine;
+a hot swap driven by the caller is::
+
+    plan = registry.begin_load(spec, replace=True)   # new version, state loading
+    ...engine load of plan.version.engine_id...      # on failure: registry.mark_failed(...)
+    registry.mark_ready(plan.version)
+    old = registry.publish(plan.version)             # unpinned requests now get the new one
+    if old and await registry.wait_drained(old, timeout):   # old closes once idle
+        ...engine unload of old.engine_id...
+        registry.forget(old)
+
+Requests call :meth:`resolve` and release the lease when done. ``name`` always
+resolves to the public version, so a swap never shows "not found"; ``name@version``
+also reaches a draining version until it is closed, so pinned requests finish on the
+weights they asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from gateway.adapters.errors import (
+    AdapterConflict,
+    AdapterNotFound,
+    AdapterStateError,
+    AdapterUnavailable,
+)
+from gateway.adapters.manifest import ServingDefaults
+from gateway.adapters.snapshots import AdapterSnapshot, VersionSnapshot
+from gateway.adapters.validation import AdapterSpec
+from gateway.adapters.versions import AdapterVersion, Lease, VersionState
+
+log = logging.getLogger(__name__)
+
+PIN_SEPARATOR = "@"
+_SERVING = (VersionState.READY, VersionState.DRAINING)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What :meth:`AdapterRegistry.begin_load` decided.
+
+    ``created``: a new version in state loading; the caller must load it in the engine.
+    Otherwise ``version`` already has this content (loading or ready): nothing to load;
+    await :meth:`AdapterRegistry.wait_settled` if it is still loading.
+    """
+
+    version: AdapterVersion
+    created: bool
+    replaces: AdapterVersion | None = None
+
+
+@dataclass
+class _Adapter:
+    versions: list[AdapterVersion] = field(default_factory=list)
+    public: AdapterVersion | None = None
+
+    def live(self) -> list[AdapterVersion]:
+        return [v for v in self.versions if v.state in (VersionState.LOADING, VersionState.READY)]
+
+
+class AdapterRegistry:
+    """Adapter versions by name; see the module docstring for the swap protocol."""
+
+    def __init__(self) -> None:
+        self._adapters: dict[str, _Adapter] = {}
+        self._engine_ids: dict[str, AdapterVersion] = {}
+
+    # -- loading -------------------------------------------------------------------------
+
+    def begin_load(self, spec: AdapterSpec, *, replace: bool = False) -> LoadPlan:
+        """Register ``spec`` as a loading version, or return the version that has its content.
+
+        Same name and digest: nothing new (a manifest-only edit updates that version's
+        serving defaults in place). Same name, other digest: a new version if ``replace``,
+        else :class:`AdapterConflict`.
+        """
+        entry = self._adapters.setdefault(spec.name, _Adapter())
+        for version in entry.live():
+            if version.digest == spec.digest:
+                self._update_manifest(entry, version, spec)
+                return LoadPlan(version, created=False)
+        self._check_conflict(entry, spec, replace)
+        for failed in [v for v in entry.versions if v.state is VersionState.FAILED]:
+            self._drop(entry, failed)  # a new attempt supersedes earlier failures
+        version = AdapterVersion(spec, self._label(entry, spec), self._engine_id(spec))
+        entry.versions.append(version)
+        self._engine_ids[version.engine_id] = version
+        log.info(
+            "adapter %s version %s loading as %s", spec.name, version.version, version.engine_id
+        )
+        return LoadPlan(version, created=True, replaces=entry.public)
+
+    def mark_ready(self, version: AdapterVersion, load_seconds: float | None = None) -> bool:
+        """Record a finished engine load. False: it was removed meanwhile; unload it."""
+        if version.state is VersionState.DRAINING and version.cancelled:
+            version.settled.set()
+            return False
+        self._expect(version, VersionState.LOADING, "mark_ready")
+        version.state = VersionState.READY
+        version.loaded_at = time.time()
+        version.load_seconds = (
+            load_seconds if load_seconds is not None else time.monotonic() - version.started
+        )
+        version.settled.set()
+        return True
+
+    def mark_failed(self, version: AdapterVersion, reason: str, message: str) -> None:
+        """Record that the engine refused the version; it stays listed with its reason."""
+        if not (version.state is VersionState.LOADING or version.cancelled):
+            self._expect(version, VersionState.LOADING, "mark_failed")
+        version.state = VersionState.FAILED
+        version.failure_reason, version.failure_message = reason, message
+        version.settled.set()
+        log.warning("adapter %s version %s failed: %s", version.name, version.version, reason)
+
+    async def wait_settled(self, version: AdapterVersion) -> VersionState:
+        """Wait until a loading version is ready or failed (for idempotent concurrent loads)."""
+        await version.settled.wait()
+        return version.state
+
+    def publish(self, version: AdapterVersion) -> AdapterVersion | None:
+        """Make a ready version the public one; the one it replaces (now draining) is returned."""
+        self._expect(version, VersionState.READY, "publish")
+        entry = self._entry(version.name)
+        previous, entry.public = entry.public, version
+        if previous is None or previous is version:
+            return None
+        previous.state = VersionState.DRAINING
+        log.info(
+            "adapter %s: version %s public, %s draining",
+            version.name,
+            version.version,
+            previous.version,
+        )
+        return previous
+
+    # -- serving -------------------------------------------------------------------------
+
+    def resolve(self, model: str) -> Lease:
+        """Lease the version a request's ``model`` names: ``name`` or ``name@version``."""
+        name, pinned, label = model.partition(PIN_SEPARATOR)
+        entry = self._adapters.get(name)
+        if entry is None:
+            raise AdapterNotFound(
+                f"No adapter named {name!r}; GET /v1/adapters lists them.", param="model"
+            )
+        version = self._pinned(entry, name, label) if pinned else self._public(entry, name)
+        version.acquire()
+        return Lease(version, pinned=bool(pinned))
+
+    def public(self, name: str) -> AdapterVersion | None:
+        entry = self._adapters.get(name)
+        return entry.public if entry else None
+
+    def names(self) -> list[str]:
+        """Names that serve unpinned requests now (what /v1/models lists)."""
+        return sorted(name for name, entry in self._adapters.items() if entry.public)
+
+    def find(self, engine_id: str) -> AdapterVersion | None:
+        return self._engine_ids.get(engine_id)
+
+    # -- retiring ------------------------------------------------------------------------
+
+    async def wait_drained(self, version: AdapterVersion, timeout: float) -> bool:
+        """Wait until a draining version has no request in flight, then close it.
+
+        True: it is now unloaded (no new lease can reach it) and may leave the engine.
+        False: requests were still running after ``timeout`` seconds; it stays draining
+        (call :meth:`retire` to close it anyway).
+        """
+        if version.state is VersionState.UNLOADED:
+            return True
+        self._expect(version, VersionState.DRAINING, "wait_drained")
+        deadline = time.monotonic() + timeout
+        while version.in_flight > 0:
+            try:
+                await asyncio.wait_for(version.idle.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                return False
+        # No await between the check above and this line: no lease can slip in.
+        version.state = VersionState.UNLOADED
+        return True
+
+    def retire(self, version: AdapterVersion) -> int:
+        """Close a draining version now; returns how many requests were still in flight."""
+        if version.state is not VersionState.UNLOADED:
+            self._expect(version, VersionState.DRAINING, "retire")
+            version.state = VersionState.UNLOADED
+        return version.in_flight
+
+    def remove(self, name: str) -> list[AdapterVersion]:
+        """Take ``name`` out of service; returns the versions now draining for the caller.
+
+        A version still loading is cancelled (``mark_ready`` will return False) and one
+        already draining is left to whoever is draining it.
+        """
+        entry = self._entry(name)
+        entry.public = None
+        draining = []
+        for version in list(entry.versions):
+            if version.state is VersionState.READY:
+                version.state = VersionState.DRAINING
+                draining.append(version)
+            elif version.state is VersionState.LOADING:
+                version.state, version.cancelled = VersionState.DRAINING, True
+            elif version.state is VersionState.FAILED:
+                self._drop(entry, version)
+        self._prune(name)
+        return draining
+
+    def forget(self, version: AdapterVersion) -> None:
+        """Drop an unloaded or failed version from the registry."""
+        if version.state not in (VersionState.UNLOADED, VersionState.FAILED):
+            self._expect(version, VersionState.UNLOADED, "forget")
+        entry = self._adapters.get(version.name)
+        if entry is not None and version in entry.versions:
+            self._drop(entry, version)
+            self._prune(version.name)
+
+    # -- listing -------------------------------------------------------------------------
+
+    def list(self) -> list[AdapterSnapshot]:
+        return [self._snapshot(name, entry) for name, entry in sorted(self._adapters.items())]
+
+    def get(self, name: str) -> AdapterSnapshot | None:
+        entry = self._adapters.get(name)
+        return self._snapshot(name, entry) if entry else None
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _public(self, entry: _Adapter, name: str) -> AdapterVersion:
+        if entry.public is not None:
+            return entry.public
+        if any(v.state is VersionState.LOADING and not v.cancelled for v in entry.versions):
+            raise AdapterUnavailable(
+                f"Adapter {name!r} is still loading; retry in a few seconds.",
+                param="model",
+                headers={"Retry-After": "2"},
+            )
+        failed = [v for v in entry.versions if v.state is VersionState.FAILED]
+        detail = f" Its last load failed: {failed[-1].failure_message}" if failed else ""
+        raise AdapterNotFound(f"Adapter {name!r} is not being served.{detail}", param="model")
+
+    def _pinned(self, entry: _Adapter, name: str, label: str) -> AdapterVersion:
+        matches = [
+            v
+            for v in entry.versions
+            if v.version == label and v.state in _SERVING and not v.cancelled
+        ]
+        matches.sort(key=lambda v: (v is entry.public, v.state is VersionState.READY))
+        if matches:
+            return matches[-1]
+        served = sorted({v.version for v in entry.versions if v.state in _SERVING})
+        raise AdapterNotFound(
+            f"Adapter {name!r} has no version {label!r} in service; versions: {served}. "
+            f"Use {name!r} alone for the current one.",
+            param="model",
+        )
+
+    def _check_conflict(self, entry: _Adapter, spec: AdapterSpec, replace: bool) -> None:
+        live = entry.live()
+        if any(v.state is VersionState.LOADING for v in live):
+            raise AdapterConflict(
+                f"Another version of adapter {spec.name!r} is loading; retry when it is done."
+            )
+        if live and not replace:
+            current = live[-1]
+            raise AdapterConflict(
+                f"Adapter {spec.name!r} is already served as version {current.version!r} with "
+                f"other content (digest {current.digest[:12]}); ask to replace it, remove it "
+                "first, or choose another name."
+            )
+
+    def _update_manifest(self, entry: _Adapter, version: AdapterVersion, spec: AdapterSpec) -> None:
+        if version.spec.fingerprint == spec.fingerprint:
+            return
+        version.spec = spec
+        version.version = self._label(entry, spec, ignore=version)
+        log.info("adapter %s version %s: manifest updated", spec.name, version.version)
+
+    def _label(
+        self, entry: _Adapter, spec: AdapterSpec, ignore: AdapterVersion | None = None
+    ) -> str:
+        """The manifest's version, unless other content already uses that label."""
+        taken = {
+            v.version
+            for v in entry.versions
+            if v is not ignore and v.digest != spec.digest and v.state is not VersionState.FAILED
+        }
+        return spec.version if spec.version not in taken else f"{spec.version}+{spec.digest[:8]}"
+
+    def _engine_id(self, spec: AdapterSpec) -> str:
+        """``name--digest12``; a suffix only while an older copy (draining) holds that id."""
+        base = f"{spec.name}--{spec.short_digest}"
+        candidate, count = base, 1
+        while candidate in self._engine_ids:
+            count += 1
+            candidate = f"{base}-{count}"
+        return candidate
+
+    def _entry(self, name: str) -> _Adapter:
+        entry = self._adapters.get(name)
+        if entry is None:
+            raise AdapterNotFound(f"No adapter named {name!r}; GET /v1/adapters lists them.")
+        return entry
+
+    def _drop(self, entry: _Adapter, version: AdapterVersion) -> None:
+        entry.versions.remove(version)
+        if self._engine_ids.get(version.engine_id) is version:
+            del self._engine_ids[version.engine_id]
+
+    def _prune(self, name: str) -> None:
+        entry = self._adapters.get(name)
+        if entry is not None and not entry.versions:
+            del self._adapters[name]
+
+    @staticmethod
+    def _expect(version: AdapterVersion, state: VersionState, operation: str) -> None:
+        if version.state is not state:
+            raise AdapterStateError(
+                f"{operation} needs adapter {version.name!r} version {version.version!r} to be "
+                f"{state.value}, but it is {version.state.value}."
+            )
+
+    @staticmethod
+    def _snapshot(name: str, entry: _Adapter) -> AdapterSnapshot:
+        shown = entry.public or (entry.versions[-1] if entry.versions else None)
+        return AdapterSnapshot(
+            name=name,
+            public_version=entry.public.version if entry.public else None,
+            description=shown.spec.description if shown else "",
+            serving=shown.spec.serving if shown else ServingDefaults(),
+            versions=tuple(VersionSnapshot.of(v, public=v is entry.public) for v in entry.versions),
+        )

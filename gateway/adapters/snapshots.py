@@ -1,0 +1,61 @@
+"""Immutable views of the registry for listings (GET /v1/adapters) and health pages."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from gateway.adapters.manifest import ServingDefaults
+from gateway.adapters.versions import AdapterVersion, VersionState
+
+
+class VersionSnapshot(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    engine_id: str
+    state: VersionState
+    public: bool
+    digest: str
+    base_model: str | None
+    rank: int
+    target_modules: tuple[str, ...]
+    failure_reason: str | None
+    failure_message: str | None
+    created_at: float
+    loaded_at: float | None
+    load_seconds: float | None
+    requests_served: int
+    in_flight: int
+
+    @classmethod
+    def of(cls, version: AdapterVersion, *, public: bool) -> VersionSnapshot:
+        spec = version.spec
+        return cls(
+            version=version.version,
+            engine_id=version.engine_id,
+            state=version.state,
+            public=public,
+            digest=spec.digest,
+            base_model=spec.base_model,
+            rank=spec.rank,
+            target_modules=spec.target_modules,
+            failure_reason=version.failure_reason,
+            failure_message=version.failure_message,
+            created_at=version.created_at,
+            loaded_at=version.loaded_at,
+            load_seconds=version.load_seconds,
+            requests_served=version.requests_served,
+            in_flight=version.in_flight,
+        )
+
+
+class AdapterSnapshot(BaseModel):
+    """One adapter name: which version is public, and every version still tracked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    public_version: str | None
+    description: str
+    serving: ServingDefaults
+    versions: tuple[VersionSnapshot, ...]
