@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.structured.constrained import (
+    DEFAULT_MAX_WHITESPACE,
+    constrained_fields,
+    constrained_max_tokens,
+)
+from gateway.structured.validation import CompiledSchema
+
+
+def test_default_form_bounds_whitespace(ticket: CompiledSchema) -> None:
+    fields = constrained_fields(ticket.schema, "ticket")
+    assert fields == {
+        "response_format": {
+            "type": "structural_tag",
+            "format": {
+                "type": "json_schema",
+                "json_schema": dict(ticket.schema),
+                "max_whitespace_cnt": DEFAULT_MAX_WHITESPACE,
+            },
+        }
+    }
+    json.dumps(fields)  # plain JSON for the request body
+
+
+def test_plain_openai_form(ticket: CompiledSchema) -> None:
+    fields = constrained_fields(ticket.schema, "ticket", max_whitespace=None)
+    assert fields["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "ticket", "schema": dict(ticket.schema), "strict": True},
+    }
+
+
+def test_max_whitespace_must_be_positive(ticket: CompiledSchema) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        constrained_fields(ticket.schema, max_whitespace=0)
+
+
+def test_max_tokens_is_lowered_to_the_schema_bound(ticket: CompiledSchema) -> None:
+    bound = constrained_max_tokens(ticket.schema, None)
+    assert bound is not None and bound < 200
+    assert constrained_max_tokens(ticket.schema, 1000) == bound
+    assert constrained_max_tokens(ticket.schema, 10) == 10
+    assert constrained_max_tokens(ticket.schema, 1000, max_whitespace=None) == 1000
+    assert constrained_max_tokens({"type": "string"}, 512) == 512

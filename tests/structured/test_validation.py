@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jsonschema
+import pytest
+
+from gateway.structured.bounds import SchemaBounds
+from gateway.structured.errors import SchemaRejected
+from gateway.structured.validation import MAX_MESSAGE_CHARS, Problem, ValidatorCache
+
+TICKET: dict[str, Any] = {
+    "type": "object",
+    "properties": {"category": {"enum": ["billing", "technical"]}, "escalate": {"type": "boolean"}},
+    "required": ["category", "escalate"],
+    "additionalProperties": False,
+}
+
+
+def test_compile_once_per_digest(cache: ValidatorCache) -> None:
+    first = cache.compile(TICKET)
+    reordered = dict(reversed(list(TICKET.items())))
+    assert cache.compile(reordered) is first
+    assert len(cache) == 1 and first.digest in cache
+
+
+def test_the_cache_is_a_bounded_lru() -> None:
+    cache = ValidatorCache(max_entries=2)
+    a = cache.compile({"type": "string"})
+    cache.compile({"type": "integer"})
+    assert cache.compile({"type": "string"}) is a  # refreshes a
+    cache.compile({"type": "boolean"})  # evicts integer, the least recently used
+    assert len(cache) == 2
+    assert a.digest in cache
+    assert cache.compile({"type": "integer"}) is not None
+    assert a.digest not in cache
+
+
+def test_rejected_schemas_are_not_cached(cache: ValidatorCache) -> None:
+    with pytest.raises(SchemaRejected):
+        cache.compile({"type": "stsring"})
+    assert len(cache) == 0
+
+
+def test_the_compiled_schema_is_a_private_copy(cache: ValidatorCache) -> None:
+    schema: dict[str, Any] = {"type": "object", "required": ["a"]}
+    compiled = cache.compile(schema)
+    schema["required"].append("b")
+    assert compiled.problems({"a": 1}) == []
+
+
+def test_problems_are_located_and_most_relevant_first(cache: ValidatorCache) -> None:
+    problems = cache.compile(TICKET).problems({"category": "refund", "escalate": "no"})
+    assert {str(p) for p in problems} == {
+        "$.category: 'refund' is not one of ['billing', 'technical']",
+        "$.escalate: 'no' is not of type 'boolean'",
+    }
+    assert all(isinstance(p, Problem) for p in problems)
+
+
+def test_problems_are_capped_in_number_and_length(cache: ValidatorCache) -> None:
+    schema = {"type": "array", "items": {"type": "integer"}}
+    problems = cache.compile(schema).problems(["x" * 1000] * 50)
+    assert len(problems) == 10
+    assert all(len(p.message) <= MAX_MESSAGE_CHARS for p in problems)
+
+
+def test_nested_paths(cache: ValidatorCache) -> None:
+    schema = {"properties": {"items": {"type": "array", "items": {"required": ["sku"]}}}}
+    (problem,) = cache.compile(schema).problems({"items": [{"sku": 1}, {}]})
+    assert problem.path == "$.items[1]" and problem.keyword == "required"
+
+
+def test_format_is_checked(cache: ValidatorCache) -> None:
+    schema = {"type": "string", "format": "email"}
+    assert cache.compile(schema).problems("someone@example.com") == []
+    (problem,) = cache.compile(schema).problems("not an email")
+    assert problem.keyword == "format"
+    assert cache.compile({"format": "date"}).problems("2026-13-45")[0].keyword == "format"
+
+
+def test_schema_keyword_draft_is_honoured(cache: ValidatorCache) -> None:
+    # Draft 4 reads exclusiveMaximum as a boolean modifier of maximum.
+    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5,
+              "exclusiveMaximum": True}
+    assert cache.compile(draft4).problems(5)[0].keyword == "maximum"
+    assert cache.compile({"maximum": 5, "exclusiveMaximum": 5}).problems(5) != []
+
+
+def test_long_strings_are_not_matched_against_patterns() -> None:
+    cache = ValidatorCache(SchemaBounds(max_pattern_subject_chars=100))
+    compiled = cache.compile({"type": "string", "pattern": "^[a-z]+$"})
+    assert compiled.problems("a" * 100) == []
+    assert compiled.problems("A" * 100)[0].keyword == "pattern"
+    (problem,) = compiled.problems("a" * 101)
+    assert problem.keyword == "pattern" and "too long" in problem.message
+
+
+@pytest.mark.parametrize("pattern", ["\\d+x", ".*a", "^[a-z][a-z0-9]*$", "(\\d+-)+x"])
+def test_allowed_patterns_stay_fast_on_hostile_strings(cache: ValidatorCache, pattern: str) -> None:
+    compiled = cache.compile({"type": "string", "pattern": pattern})
+    longest = cache.bounds.max_pattern_subject_chars
+    started = time.perf_counter()
+    for subject in ("1" * longest, "a" * longest + "!", "1-" * (longest // 2)):
+        compiled.problems(subject)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_cached_validator_agrees_with_jsonschema(cache: ValidatorCache) -> None:
+    compiled = cache.compile(TICKET)
+    documents: list[Any] = [{"category": "billing", "escalate": True}, {"category": "x"}, [], None]
+    for document in documents:
+        expected = jsonschema.Draft202012Validator(TICKET).is_valid(document)
+        assert (compiled.problems(document) == []) is expected
+
+
+def test_max_entries_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_entries"):
+        ValidatorCache(max_entries=0)
