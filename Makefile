@@ -1,0 +1,19 @@
+# Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
+.PHONY: setup run test lint bench
+
+setup:
+	scripts/setup.sh
+
+run: setup
+	.venv/bin/adapter-gateway serve
+
+test:
+	scripts/test.sh
+
+lint: setup
+	.venv/bin/ruff check gateway tests loadtests benchmarks
+	.venv/bin/mypy
+
+bench: setup
+	.venv/bin/python -m benchmarks.bench_overhead
+	.venv/bin/python -m benchmarks.bench_validation

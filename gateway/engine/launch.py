@@ -1,0 +1,62 @@
+"""Starts the embedded engine for the app's lifespan: prepare the model, start vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from gateway.config import EngineSettings, Settings
+from gateway.engine.model_prep import default_model_dir, is_prepared, prepare_model
+from gateway.engine.supervisor import VllmServerSpec, VllmSupervisor
+
+log = logging.getLogger(__name__)
+
+
+async def start_embedded_engine(settings: Settings, stack: AsyncExitStack) -> str:
+    """Starts the local vLLM server (stopped when ``stack`` closes); returns its URL.
+
+    Returns as soon as the process runs: readiness is tracked by the engine monitor,
+    so /health answers and /ready says "not ready" while the model loads.
+    """
+    engine = settings.engine
+    model = await _model_folder(engine)
+    supervisor = VllmSupervisor(spec_from(engine, model))
+    await supervisor.start()
+    stack.push_async_callback(supervisor.stop)
+    waiter = asyncio.create_task(_report_ready(supervisor, engine.startup_timeout_s))
+    stack.callback(waiter.cancel)
+    return supervisor.base_url
+
+
+def spec_from(engine: EngineSettings, model: Path) -> VllmServerSpec:
+    return VllmServerSpec(
+        model=str(model),
+        served_model_name=engine.model,
+        host=engine.host,
+        port=engine.port,
+        python=engine.python,
+        max_lora_rank=engine.max_lora_rank,
+        max_loras=engine.max_loras,
+        max_cpu_loras=engine.max_cpu_loras,
+        max_model_len=engine.max_model_len,
+        kv_cache_gib=engine.kv_cache_gib,
+        extra_args=tuple(engine.extra_args),
+        log_file=engine.log_file,
+    )
+
+
+async def _model_folder(engine: EngineSettings) -> Path:
+    target = engine.model_path or default_model_dir()
+    if not is_prepared(target):
+        log.info("preparing the bundled model in %s (once; about a minute)", target)
+        await asyncio.to_thread(prepare_model, target)
+    return target
+
+
+async def _report_ready(supervisor: VllmSupervisor, timeout: float) -> None:
+    try:
+        await supervisor.wait_ready(timeout)
+    except Exception as exc:  # the monitor keeps /ready at 503; the reason goes to the log
+        log.error("the embedded engine did not start: %s", exc)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: set up (with Prometheus), then lint, type-check and run the tests.
+#
+#   scripts/test.sh                      everything, including the real-vLLM tier
+#   scripts/test.sh -m "not integration" extra arguments go to pytest
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh --with-prometheus
+
+echo "==> ruff"
+.venv/bin/ruff check gateway tests loadtests benchmarks
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+.venv/bin/python -m pytest "$@"
