@@ -9,7 +9,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.api import health, inference, metrics, models
+from gateway.adapters.registry import AdapterRegistry
+from gateway.adapters.service import AdapterService
+from gateway.adapters.store import adapter_policy, keep_store_loaded
+from gateway.api import adapters, health, inference, metrics, models
 from gateway.api.errors import install_error_handlers
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -20,6 +23,7 @@ from gateway.inference.service import InferenceService
 from gateway.inference.targets import TargetResolver
 from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from gateway.structured.runner import build_structured_runner
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = gateway_metrics
     app.state.auth = Authenticator(settings.auth.keys)
     install_error_handlers(app)
-    for module in (inference, models, health, metrics):
+    for module in (inference, models, adapters, health, metrics):
         app.include_router(module.router)
     app.add_api_route(settings.metrics.engine_metrics_path, metrics.engine_metrics,
                       methods=["GET"], tags=["metrics"])
@@ -52,11 +56,34 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 async def _wire(
-    app: FastAPI,
-    settings: Settings,
-    gateway_metrics: GatewayMetrics,
-    stack: AsyncExitStack,
+    app: FastAPI, settings: Settings, gateway_metrics: GatewayMetrics, stack: AsyncExitStack
 ) -> None:
+    engine = await _engine(settings, stack)
+    monitor = EngineMonitor(engine, gateway_metrics, settings.engine.health_interval_s)
+    await monitor.check()
+    monitor.start()
+    stack.push_async_callback(monitor.stop)
+    adapter_service = AdapterService(
+        AdapterRegistry(), adapter_policy(settings), engine, gateway_metrics,
+        staging_root=settings.adapters.staging_dir,
+        drain_timeout_s=settings.adapters.drain_timeout_s,
+    )
+    stack.push_async_callback(adapter_service.aclose)
+    await keep_store_loaded(adapter_service, monitor, settings.adapters, stack)
+    targets = TargetResolver(settings.engine.model, adapter_service)
+    structured = build_structured_runner(settings.structured, gateway_metrics)
+    app.state.engine = engine
+    app.state.monitor = monitor
+    app.state.adapters = adapter_service
+    app.state.targets = targets
+    app.state.started_at = int(time.time())
+    app.state.inference = InferenceService(engine, targets, settings.limits, gateway_metrics,
+                                           structured)
+    if not settings.auth_enabled:
+        log.warning("no API keys configured: every endpoint is open to local callers")
+
+
+async def _engine(settings: Settings, stack: AsyncExitStack) -> EngineClient:
     urls = settings.engine.urls
     if settings.engine.mode == "embedded":
         urls = [await start_embedded_engine(settings, stack)]
@@ -67,15 +94,4 @@ async def _wire(
         max_connections=settings.engine.max_connections,
     )
     stack.push_async_callback(engine.aclose)
-    monitor = EngineMonitor(engine, gateway_metrics, settings.engine.health_interval_s)
-    await monitor.check()
-    monitor.start()
-    stack.push_async_callback(monitor.stop)
-    targets = TargetResolver(settings.engine.model)
-    app.state.engine = engine
-    app.state.monitor = monitor
-    app.state.targets = targets
-    app.state.started_at = int(time.time())
-    app.state.inference = InferenceService(engine, targets, settings.limits, gateway_metrics)
-    if not settings.auth_enabled:
-        log.warning("no API keys configured: every endpoint is open to local callers")
+    return engine

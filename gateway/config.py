@@ -20,6 +20,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.adapters.validation import ValidationLimits
+from gateway.structured.bounds import SchemaBounds
+from gateway.structured.retry import RetrySettings
+
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +88,7 @@ class EngineSettings(_Section):
     max_loras: int = Field(8, ge=1, le=256)
     max_cpu_loras: int | None = None
     max_model_len: int = Field(2048, ge=128)
-    kv_cache_gb: float = Field(2.0, gt=0)
+    kv_cache_gib: int = Field(2, ge=1)
     extra_args: list[str] = []
     log_file: Path = PROJECT_ROOT / "var" / "vllm.log"
     startup_timeout_s: float = Field(600.0, gt=0)
@@ -111,14 +115,15 @@ class AdapterSettings(_Section):
     watch: bool = True
     watch_debounce_ms: int = Field(1000, ge=50)
     drain_timeout_s: float = Field(60.0, gt=0)
+    staging_dir: Path = PROJECT_ROOT / "var" / "adapter-staging"
+    base_model_config: Path | None = None
+    limits: ValidationLimits = ValidationLimits()
 
 
 class StructuredSettings(_Section):
     schemas_dir: Path = PROJECT_ROOT / "config" / "schemas"
-    max_attempts_ceiling: int = Field(6, ge=1, le=20)
-    budget_ratio: float = Field(0.2, ge=0, le=10)
-    budget_window_s: float = Field(60.0, gt=0)
-    budget_min_retries: int = Field(10, ge=0)
+    bounds: SchemaBounds = SchemaBounds()
+    retry: RetrySettings = RetrySettings()
     on_exhausted: Literal["error", "flag"] = "error"
     validate_adapter_defaults: bool = True
 

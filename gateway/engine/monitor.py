@@ -22,6 +22,7 @@ class EngineMonitor:
         self.interval = interval
         self.ready = False
         self.reason = "the engine has not answered yet"
+        self.became_ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> bool:
@@ -53,6 +54,9 @@ class EngineMonitor:
     def _set(self, ready: bool, reason: str) -> None:
         if ready != self.ready:
             log.info("engine %s", "ready" if ready else f"not ready: {reason}")
+            # Set on every transition to ready; whoever waits clears it after acting.
+            if ready:
+                self.became_ready.set()
         self.ready = ready
         self.reason = reason
         self.metrics.engine_ready.set(1 if ready else 0)

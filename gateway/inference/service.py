@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from gateway.config import LimitSettings
 from gateway.engine.client import EngineClient
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.inference.relay import StreamStats, error_event, relay
 from gateway.inference.targets import ModelTarget, TargetResolver
 from gateway.metrics import GatewayMetrics
@@ -44,11 +44,9 @@ class Call:
 
 
 class StructuredRunner(Protocol):
-    """Answers calls that must come back as schema-valid JSON."""
+    """Answers calls that must come back as schema-valid JSON; None for free-text calls."""
 
-    def wants(self, call: Call) -> bool: ...
-
-    async def answer(self, call: Call, forward: Forwarder) -> Answer: ...
+    async def answer(self, call: Call, forward: Forwarder) -> Answer | None: ...
 
 
 class Forwarder(Protocol):
@@ -81,19 +79,27 @@ class InferenceService:
         call = Call(endpoint, request, target, _engine_body(request, target), observation,
                     request_id)
         try:
-            if self.structured is not None and self.structured.wants(call):
-                answer = await self.structured.answer(call, self.forward)
-            elif request.stream:
-                answer = await _primed(self._stream(call))
-            else:
-                answer = await self.forward(call, call.body)
-                answer["model"] = target.public_name
+            structured = await self._structured(call)
         except BaseException:
             target.release()
             raise
-        if isinstance(answer, dict):
+        if structured is not None:
             target.release()
+            return structured
+        if request.stream:
+            return await _primed(self._stream(call))  # the stream releases the target
+        try:
+            answer = await self.forward(call, call.body)
+        finally:
+            target.release()
+        answer["model"] = target.public_name
         return answer
+
+    async def _structured(self, call: Call) -> Answer | None:
+        """A structured answer (every engine call done), or None for a free-text call."""
+        if self.structured is None:
+            return None
+        return await self.structured.answer(call, self.forward)
 
     async def forward(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         """Sends one non-streaming request to the engine and counts its tokens."""
@@ -173,7 +179,7 @@ def _engine_body(request: AnyRequest, target: ModelTarget) -> dict[str, Any]:
     body = request.upstream_body()
     body["model"] = target.engine_model
     defaults = target.defaults
-    for key, value in defaults.sampling.items():
+    for key, value in defaults.sampling.model_dump(exclude_none=True).items():
         body.setdefault(key, value)
     if defaults.system_prompt and isinstance(request, ChatCompletionRequest) and not any(
         m.role in ("system", "developer") for m in request.messages
@@ -185,7 +191,10 @@ def _engine_body(request: AnyRequest, target: ModelTarget) -> dict[str, Any]:
 
 async def _primed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Runs a stream up to its first event, so errors before it become HTTP errors."""
-    first = await anext(stream)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        raise UpstreamError("the engine closed the stream without sending anything") from None
     return _prepend(first, stream)
 
 

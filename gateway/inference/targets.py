@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from gateway.adapters.manifest import ServingDefaults
 from gateway.errors import ModelNotFound
 from gateway.metrics import BASE
-
-
-@dataclass
-class ServingDefaults:
-    """Defaults an adapter's manifest applies to requests that do not set them."""
-
-    system_prompt: str | None = None
-    response_schema: str | None = None
-    validate_by_default: bool = False
-    sampling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -24,6 +24,23 @@ from typing import Any
 from gateway.structured.token_bound import max_tokens_bound
 
 DEFAULT_MAX_WHITESPACE = 4
+# Keywords the engine's grammar compiler refuses (vLLM 0.32 answers 400 "Unimplemented
+# keys" for uniqueItems). They are left out of the grammar only: the gateway's own
+# validation still checks every answer against the full schema.
+GRAMMAR_UNSUPPORTED = frozenset({
+    "uniqueItems", "contains", "minContains", "maxContains", "dependentRequired",
+    "dependentSchemas", "if", "then", "else", "not", "propertyNames",
+    "unevaluatedProperties", "unevaluatedItems",
+})
+
+
+def grammar_schema(schema: Any) -> Any:
+    """``schema`` without the keywords the grammar compiler cannot handle."""
+    if isinstance(schema, Mapping):
+        return {k: grammar_schema(v) for k, v in schema.items() if k not in GRAMMAR_UNSUPPORTED}
+    if isinstance(schema, list):
+        return [grammar_schema(item) for item in schema]
+    return schema
 
 
 def constrained_fields(
@@ -37,6 +54,7 @@ def constrained_fields(
     With ``max_whitespace`` (the default) the whitespace between elements is
     bounded; ``None`` gives the plain OpenAI ``json_schema`` form.
     """
+    schema = grammar_schema(schema)
     if max_whitespace is None:
         return {
             "response_format": {

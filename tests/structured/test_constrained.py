@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,14 @@ def test_max_tokens_is_lowered_to_the_schema_bound(ticket: CompiledSchema) -> No
     assert constrained_max_tokens(ticket.schema, 10) == 10
     assert constrained_max_tokens(ticket.schema, 1000, max_whitespace=None) == 1000
     assert constrained_max_tokens({"type": "string"}, 512) == 512
+
+
+def test_grammar_leaves_out_unsupported_keywords() -> None:
+    from gateway.structured.constrained import constrained_fields
+
+    tags: dict[str, Any] = {"type": "array", "items": {"type": "string"}, "uniqueItems": True}
+    schema: dict[str, Any] = {"type": "object", "properties": {"tags": tags}}
+    fields = constrained_fields(schema)
+    sent = fields["response_format"]["format"]["json_schema"]
+    assert "uniqueItems" not in sent["properties"]["tags"]
+    assert tags["uniqueItems"] is True

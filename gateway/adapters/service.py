@@ -1,0 +1,244 @@
+"""The adapter service: validated loads into the engine, hot swaps, drains and unloads.
+
+Every way in (the admin API, the vLLM-compatible aliases, the start-up scan and the
+watcher) goes through :meth:`AdapterService.load` and :meth:`AdapterService.unload`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.adapters.registry import AdapterRegistry
+from gateway.adapters.scan import ScanResult, scan
+from gateway.adapters.snapshots import AdapterSnapshot
+from gateway.adapters.staging import discard_staged, stage_adapter, staged_path
+from gateway.adapters.validation import AdapterPolicy, AdapterSpec, validate_adapter
+from gateway.adapters.versions import AdapterVersion, VersionState
+from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
+from gateway.engine.client import EngineClient
+from gateway.errors import AdapterNotFound, GatewayError, UpstreamError
+from gateway.inference.targets import ModelTarget
+from gateway.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+ENGINE_ERROR = "engine_error"
+_ALREADY_LOADED = "already been loaded"
+
+
+class AdapterService:
+    def __init__(
+        self,
+        registry: AdapterRegistry,
+        policy: AdapterPolicy,
+        engine: EngineClient,
+        metrics: GatewayMetrics,
+        *,
+        staging_root: Path,
+        drain_timeout_s: float,
+    ) -> None:
+        self.registry = registry
+        self.policy = policy
+        self.engine = engine
+        self.metrics = metrics
+        self.staging_root = staging_root
+        self.drain_timeout_s = drain_timeout_s
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def load_path(
+        self, requested: str, *, name: str | None = None, replace: bool = False
+    ) -> tuple[AdapterSnapshot, bool]:
+        """Validates the folder a caller named and loads it; (snapshot, created)."""
+        started = time.perf_counter()
+        try:
+            spec = await asyncio.to_thread(validate_adapter, requested, self.policy, name=name)
+        except AdapterRejected as exc:
+            self._count_failure(name or "", exc.reason)
+            raise
+        return await self.load(spec, replace=replace, started=started)
+
+    async def load(
+        self, spec: AdapterSpec, *, replace: bool = False, started: float | None = None
+    ) -> tuple[AdapterSnapshot, bool]:
+        """Loads a validated adapter and makes it public; (snapshot, created)."""
+        started = started or time.perf_counter()
+        async with self._locks[spec.name]:
+            plan = self.registry.begin_load(spec, replace=replace)
+            if not plan.created:
+                await self.registry.wait_settled(plan.version)
+                return self._snapshot(spec.name), False
+            await self._load_version(plan.version, started)
+        return self._snapshot(spec.name), True
+
+    async def unload(self, name: str) -> AdapterSnapshot:
+        """Stops serving ``name``: new requests get 404, running ones finish, then it unloads."""
+        async with self._locks[name]:
+            before = self._snapshot(name)
+            versions = self.registry.remove(name)
+        self.metrics.forget_adapter(name)
+        self._update_loaded_gauge()
+        await asyncio.gather(*(self._retire(v) for v in versions))
+        log.info("adapter %s removed (%d versions)", name, len(versions))
+        return before
+
+    def acquire(self, model: str) -> ModelTarget | None:
+        """The target for a request's ``model`` (``name`` or ``name@version``), or None."""
+        try:
+            lease = self.registry.resolve(model)
+        except AdapterNotFound:
+            return None
+        return ModelTarget(
+            public_name=model,
+            engine_model=lease.engine_id,
+            adapter=lease.name,
+            version=lease.version,
+            defaults=lease.spec.serving,
+            on_release=lease.release,
+        )
+
+    def public_names(self) -> list[tuple[str, str]]:
+        listed = []
+        for name in self.registry.names():
+            version = self.registry.public(name)
+            if version is not None and version.state is VersionState.READY:
+                listed.append((name, version.engine_id))
+        return listed
+
+    async def load_store(self, result: ScanResult | None = None) -> None:
+        """Registers and loads every valid adapter in the roots; reports the invalid ones."""
+        if result is None:
+            result = await asyncio.to_thread(scan, self.policy)
+        for bad in result.invalid:
+            log.error("adapter folder %s skipped: %s", bad.folder, bad.message)
+            self._count_failure("", bad.reason)
+        for spec in result.valid:
+            try:
+                await self.load(spec, replace=True)
+            except GatewayError as exc:
+                log.error("adapter %s@%s failed to load: %s", spec.name, spec.version,
+                          exc.message)
+
+    async def reload_engine(self) -> None:
+        """Loads every serving version again, after the engine restarted and lost them."""
+        for name in self.registry.names():
+            snapshot = self.registry.get(name)
+            for version in snapshot.versions if snapshot else ():
+                if version.state in (VersionState.READY, VersionState.DRAINING):
+                    found = self.registry.find(version.engine_id)
+                    if found is not None:
+                        path = await asyncio.to_thread(stage_adapter, found.spec,
+                                                       self.staging_root)
+                        await self._engine_load(version.engine_id, path)
+
+    async def on_event(self, event: AdapterEvent) -> None:
+        """Applies one change the watcher saw in the store."""
+        if event.error is not None:
+            log.error("adapter folder %s refused: %s", event.folder, event.error.message)
+            self._count_failure(event.previous_name or "", event.error.reason)
+            return
+        if event.kind is AdapterEventKind.REMOVED:
+            if event.previous_name and event.previous_name in self.registry.names():
+                await self.unload(event.previous_name)
+            return
+        if event.spec is None:
+            return
+        if event.previous_name and event.previous_name != event.spec.name:
+            await self.unload(event.previous_name)
+        try:
+            await self.load(event.spec, replace=True)
+        except GatewayError as exc:
+            log.error("adapter %s from %s failed to load: %s", event.spec.name, event.folder,
+                      exc.message)
+
+    async def aclose(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _load_version(self, version: AdapterVersion, started: float) -> None:
+        spec = version.spec
+        try:
+            staged = await asyncio.to_thread(stage_adapter, spec, self.staging_root)
+            await self._engine_load(version.engine_id, staged)
+        except GatewayError as exc:
+            self.registry.mark_failed(version, ENGINE_ERROR, exc.message)
+            self._count_failure(spec.name, ENGINE_ERROR)
+            log.error("adapter %s@%s (digest %s) failed to load: %s", spec.name, spec.version,
+                      spec.short_digest, exc.message)
+            raise
+        seconds = time.perf_counter() - started
+        if not self.registry.mark_ready(version, seconds):
+            await self._engine_unload(version.engine_id)  # removed while it was loading
+            return
+        self.metrics.adapters.add(spec.name)
+        self.metrics.adapter_loads.labels(spec.name, "success").inc()
+        self.metrics.adapter_load_duration.labels(spec.name).observe(seconds)
+        old = self.registry.publish(version)
+        self._update_loaded_gauge()
+        log.info("adapter %s@%s (digest %s) live as %s in %.2f s", spec.name, spec.version,
+                 spec.short_digest, version.engine_id, seconds)
+        if old is not None:
+            task = asyncio.create_task(self._retire(old))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, version: AdapterVersion) -> None:
+        """Waits until no request uses ``version``, then unloads it from the engine."""
+        while not await self.registry.wait_drained(version, self.drain_timeout_s):
+            log.warning("adapter %s@%s still has %d requests after %.0f s; waiting",
+                        version.name, version.version, version.in_flight, self.drain_timeout_s)
+        if version.loaded_at is not None:
+            await self._engine_unload(version.engine_id)
+        self.registry.forget(version)
+        if not self._digest_in_use(version.spec):
+            path = staged_path(version.spec, self.staging_root)
+            await asyncio.to_thread(discard_staged, path, self.staging_root)
+        log.info("adapter %s@%s (digest %s) unloaded", version.name, version.version,
+                 version.spec.short_digest)
+
+    async def _engine_load(self, engine_id: str, path: Path) -> None:
+        body = {"lora_name": engine_id, "lora_path": str(path)}
+        for answer in await self.engine.broadcast("/v1/load_lora_adapter", body):
+            # After a gateway restart the engine may still hold this exact content.
+            if answer.status != 200 and _ALREADY_LOADED not in answer.text():
+                raise UpstreamError(f"the engine refused the adapter: {answer.text()[:500]}",
+                                    code="adapter_load_failed")
+
+    async def _engine_unload(self, engine_id: str) -> None:
+        try:
+            answers = await self.engine.broadcast("/v1/unload_lora_adapter",
+                                                  {"lora_name": engine_id})
+        except GatewayError as exc:
+            log.error("could not unload %s from the engine: %s", engine_id, exc.message)
+            return
+        for answer in answers:
+            if answer.status not in (200, 404):
+                log.error("the engine refused to unload %s: %s", engine_id, answer.text()[:300])
+
+    def _digest_in_use(self, spec: AdapterSpec) -> bool:
+        """The engine may re-read a staged folder (LRU eviction) while any version uses it."""
+        snapshot = self.registry.get(spec.name)
+        return snapshot is not None and any(v.digest == spec.digest for v in snapshot.versions)
+
+    def snapshot(self, name: str) -> AdapterSnapshot:
+        return self._snapshot(name)
+
+    def _snapshot(self, name: str) -> AdapterSnapshot:
+        snapshot = self.registry.get(name)
+        if snapshot is None:
+            raise AdapterNotFound(f"No adapter named {name!r}. GET /v1/adapters lists them.",
+                                  param="name")
+        return snapshot
+
+    def _count_failure(self, name: str, reason: RejectReason | str) -> None:
+        self.metrics.adapter_load_failures.labels(str(reason)).inc()
+        self.metrics.adapter_loads.labels(self.metrics.adapter_label(name), "failure").inc()
+
+    def _update_loaded_gauge(self) -> None:
+        self.metrics.adapters_loaded.set(len(self.public_names()))

@@ -1,0 +1,132 @@
+"""What a structured request went through, and how the client is told.
+
+The response carries the verdict three ways: the ``structured`` extension field
+in the body (the ``openai`` SDK keeps unknown fields), ``x-structured-*`` headers,
+and, when every attempt failed, a 422 error that holds the last answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import UnprocessableAnswer
+from gateway.inference.relay import DONE, sse
+from gateway.structured.attempts import Answer
+from gateway.structured.deviations import Verdict
+from gateway.structured.retry import Strategy
+
+EXTENSION = "structured"
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass
+class Deviation:
+    attempt: int
+    kind: str
+    keyword: str | None
+    messages: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "kind": self.kind, "keyword": self.keyword,
+                "messages": list(self.messages)}
+
+
+@dataclass
+class Outcome:
+    """The attempts of one structured request."""
+
+    schema: str
+    attempts: int = 0
+    strategies: list[Strategy] = field(default_factory=list)
+    deviations: list[Deviation] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_USAGE_KEYS, 0))
+    valid: bool = False
+    content: str | None = None
+    last: Answer | None = None
+    budget_exhausted: bool = False
+
+    def add_answer(self, answer: Answer) -> None:
+        self.attempts += 1
+        self.last = answer
+        usage = answer.response.get("usage") or {}
+        for key in _USAGE_KEYS:
+            self.usage[key] += int(usage.get(key) or 0)
+
+    def add_verdict(self, verdict: Verdict, content: str | None) -> None:
+        if verdict.valid:
+            self.valid, self.content = True, content
+            return
+        kind = verdict.kind.value if verdict.kind else "unknown"
+        self.deviations.append(Deviation(self.attempts, kind, verdict.keyword, verdict.messages))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "valid": self.valid,
+            "attempts": self.attempts,
+            "strategies": [s.value for s in self.strategies],
+            "deviations": [d.as_dict() for d in self.deviations],
+            "retry_budget_exhausted": self.budget_exhausted,
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-structured-valid": str(self.valid).lower(),
+            "x-structured-attempts": str(self.attempts),
+            "x-structured-deviations": ",".join(d.kind for d in self.deviations) or "none",
+        }
+
+    def response(self, public_model: str, chat: bool) -> dict[str, Any]:
+        """The final JSON response: the last engine answer carrying the valid content."""
+        assert self.last is not None
+        response = dict(self.last.response)
+        response["model"] = public_model
+        response["usage"] = dict(self.usage)
+        response[EXTENSION] = self.report()
+        if self.valid:
+            choice = dict(response["choices"][0])
+            if chat:
+                choice["message"] = {**(choice.get("message") or {}), "content": self.content}
+            else:
+                choice["text"] = self.content
+            response["choices"] = [choice]
+        return response
+
+    def exhausted_error(self) -> UnprocessableAnswer:
+        last = self.last.content if self.last else None
+        kinds = ", ".join(d.kind for d in self.deviations) or "none"
+        return UnprocessableAnswer(
+            f"No answer matched the schema {self.schema!r} after {self.attempts} attempts "
+            f"(deviations: {kinds}). Raise retry.max_attempts, add the 'constrained' "
+            "strategy, or fine-tune an adapter for this format.",
+            param="response_format",
+            extra={"last_answer": (last or "")[:4000], EXTENSION: self.report()},
+            headers=self.headers(),
+        )
+
+
+async def as_stream(
+    response: dict[str, Any], chat: bool, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """A validated answer as server-sent events: content, then the verdict, then [DONE]."""
+    base = {"id": response.get("id", ""), "created": response.get("created", int(time.time())),
+            "model": response["model"],
+            "object": "chat.completion.chunk" if chat else "text_completion"}
+    choice = response["choices"][0]
+    finish = choice.get("finish_reason")
+    if chat:
+        content = (choice.get("message") or {}).get("content")
+        first = {"index": 0, "delta": {"role": "assistant", "content": content},
+                 "finish_reason": None}
+        last = {"index": 0, "delta": {}, "finish_reason": finish}
+    else:
+        first = {"index": 0, "text": choice.get("text"), "finish_reason": None}
+        last = {"index": 0, "text": "", "finish_reason": finish}
+    yield sse({**base, "choices": [first]})
+    yield sse({**base, "choices": [last], EXTENSION: response[EXTENSION]})
+    if include_usage:
+        yield sse({**base, "choices": [], "usage": response["usage"]})
+    yield DONE

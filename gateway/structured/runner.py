@@ -1,0 +1,171 @@
+"""Answers structured requests: validate every answer, classify deviations, retry until valid."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from gateway.config import StructuredSettings
+from gateway.errors import InvalidRequest
+from gateway.inference.service import CHAT, Answer, Call, Forwarder
+from gateway.metrics import GatewayMetrics
+from gateway.structured import attempts
+from gateway.structured.budget import RetryBudget
+from gateway.structured.deviations import Verdict, check_document, classify
+from gateway.structured.outcome import Outcome, as_stream
+from gateway.structured.response_format import (
+    JSON_OBJECT,
+    RequestedSchema,
+    resolve_response_format,
+)
+from gateway.structured.retry import (
+    RetryPolicy,
+    RetrySettings,
+    Strategy,
+    effective_policy,
+    next_strategy,
+)
+from gateway.structured.schemas import SchemaRegistry
+from gateway.structured.validation import ValidatorCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    schema: RequestedSchema
+    policy: RetryPolicy
+
+
+class StructuredRunner:
+    def __init__(
+        self,
+        schemas: SchemaRegistry,
+        cache: ValidatorCache,
+        retry: RetrySettings,
+        metrics: GatewayMetrics,
+        *,
+        on_exhausted: str = "error",
+        validate_adapter_defaults: bool = True,
+    ) -> None:
+        self.schemas = schemas
+        self.cache = cache
+        self.retry = retry
+        self.budget = RetryBudget(retry.budget)
+        self.metrics = metrics
+        self.on_exhausted = on_exhausted
+        self.validate_adapter_defaults = validate_adapter_defaults
+
+    def plan(self, call: Call) -> Plan | None:
+        """The schema and retry policy for ``call``, or None when it wants free text."""
+        request = call.request
+        schema = resolve_response_format(request.response_format, self.schemas, self.cache)
+        defaults = call.target.defaults
+        if schema is None and defaults.response_schema and (
+            defaults.validate_by_default and self.validate_adapter_defaults
+        ):
+            compiled = self.schemas.require(defaults.response_schema, param="model")
+            schema = RequestedSchema(defaults.response_schema, compiled, "registered")
+        if schema is None:
+            return None
+        if request.n != 1:
+            raise InvalidRequest("Structured answers are validated one at a time: set n to 1.",
+                                 param="n")
+        if call.endpoint != CHAT and not isinstance(call.body.get("prompt"), str):
+            raise InvalidRequest("Structured text completions need a single string prompt.",
+                                 param="prompt")
+        return Plan(schema, effective_policy(self.retry, request.retry))
+
+    async def answer(self, call: Call, forward: Forwarder) -> Answer | None:
+        """Runs attempts until one is valid or the policy (or budget) says stop.
+
+        None when the call asks for free text: the caller forwards it as it is.
+        """
+        plan = self.plan(call)
+        if plan is None:
+            return None
+        chat = call.endpoint == CHAT
+        labels = (call.observation.adapter, self.metrics.schema_label(plan.schema.label))
+        self.metrics.ensure_structured_series(*labels)
+        outcome = Outcome(plan.schema.name)
+        first = attempts.first_body(call.body)
+        body = first
+        self.budget.record_request()
+        while True:
+            answer = attempts.Answer.of(await forward(call, body), chat)
+            outcome.add_answer(answer)
+            verdict = classify(answer.content, answer.finish_reason, plan.schema.schema,
+                               answer.refusal)
+            self._count_check(labels, verdict)
+            outcome.add_verdict(verdict, answer.content)
+            if verdict.valid:
+                break
+            strategy = self._next(plan, outcome, verdict, labels)
+            if strategy is Strategy.EXTRACT:
+                if self._extract(outcome, verdict, plan):
+                    break
+                strategy = self._next(plan, outcome, verdict, labels)
+            if strategy is None:
+                break
+            body = attempts.retry_body(strategy, first, answer, verdict,
+                                       plan.schema.schema.schema, chat)
+        return self._finish(call, outcome, labels, chat)
+
+    def _next(
+        self, plan: Plan, outcome: Outcome, verdict: Verdict, labels: tuple[str, str]
+    ) -> Strategy | None:
+        strategy = next_strategy(plan.policy, outcome.attempts, verdict, outcome.strategies)
+        if strategy is None:
+            return None
+        if strategy.calls_engine and not self.budget.try_spend():
+            outcome.budget_exhausted = True
+            self.metrics.structured_budget_denied.labels(*labels).inc()
+            log.warning("retry budget spent: no retry for schema %s", plan.schema.name)
+            return None
+        outcome.strategies.append(strategy)
+        self.metrics.structured_retries.labels(*labels, strategy.value).inc()
+        return strategy
+
+    @staticmethod
+    def _extract(outcome: Outcome, verdict: Verdict, plan: Plan) -> bool:
+        """Lenient extraction: the JSON inside the prose, if it matches the schema."""
+        recovered = check_document(verdict.extracted, plan.schema.schema)
+        if recovered.valid:
+            outcome.add_verdict(recovered, attempts.extracted_content(verdict))
+        return recovered.valid
+
+    def _count_check(self, labels: tuple[str, str], verdict: Verdict) -> None:
+        self.metrics.structured_checks.labels(*labels).inc()
+        if not verdict.valid and verdict.kind is not None:
+            self.metrics.structured_deviations.labels(*labels, verdict.kind.value).inc()
+
+    def _finish(
+        self, call: Call, outcome: Outcome, labels: tuple[str, str], chat: bool
+    ) -> Answer:
+        call.observation.extra_headers.update(outcome.headers())
+        if outcome.valid and outcome.deviations:
+            self.metrics.structured_recoveries.labels(*labels).inc()
+        if not outcome.valid:
+            self.metrics.structured_exhausted.labels(*labels).inc()
+            if self.on_exhausted == "error":
+                raise outcome.exhausted_error()
+        response = outcome.response(call.target.public_name, chat)
+        if not call.request.stream:
+            return response
+        options = call.request.stream_options
+        return as_stream(response, chat, bool(options and options.include_usage))
+
+
+def build_structured_runner(
+    settings: StructuredSettings, metrics: GatewayMetrics
+) -> StructuredRunner:
+    """Loads the named schemas and builds the runner; invalid schema files are logged."""
+    cache = ValidatorCache(settings.bounds)
+    schemas = SchemaRegistry.load(settings.schemas_dir, cache)
+    for name in (*schemas.names(), "inline", JSON_OBJECT):
+        metrics.schemas.add(name)
+    return StructuredRunner(
+        schemas, cache, settings.retry, metrics,
+        on_exhausted=settings.on_exhausted,
+        validate_adapter_defaults=settings.validate_adapter_defaults,
+    )
