@@ -1,0 +1,113 @@
+"""The real tier: the gateway CLI with its embedded vLLM on the bundled model, once per session.
+
+Driven with the official ``openai`` SDK. Adapter tests write PEFT adapters into the
+session's adapter root (watched by the gateway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "SmolLM2-135M-Instruct"
+ADMIN_KEY = "integration-admin-key"
+USER_KEY = "integration-user-key"
+READY_TIMEOUT_S = 600
+
+
+@dataclass
+class RealGateway:
+    url: str
+    adapters: Path
+    log: Path
+    pid: int
+    _clients: dict[str, openai.OpenAI] = field(default_factory=dict)
+
+    def sdk(self, key: str = USER_KEY) -> openai.OpenAI:
+        """One SDK client per key for the session (closed at its end)."""
+        if key not in self._clients:
+            self._clients[key] = openai.OpenAI(base_url=f"{self.url}/v1", api_key=key,
+                                               max_retries=0, timeout=120.0)
+        return self._clients[key]
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120.0,
+                            headers={"authorization": f"Bearer {ADMIN_KEY}"})
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+def _config(port: int, adapters: Path, var: Path) -> dict[str, object]:
+    return {
+        "server": {"port": port},
+        "auth": {"keys": [{"name": "admin", "scope": "admin", "key_env": "IT_ADMIN_KEY"},
+                          {"name": "user", "scope": "user", "key_env": "IT_USER_KEY"}]},
+        "engine": {"mode": "embedded", "model": MODEL, "log_file": str(var / "vllm.log"),
+                   "max_loras": 4, "max_lora_rank": 16, "read_timeout_s": 300},
+        "adapters": {"roots": [str(adapters)], "watch": True, "watch_debounce_ms": 300,
+                     "staging_dir": str(var / "staging"), "drain_timeout_s": 60},
+    }
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited ({proc.returncode}):\n{_tail(log)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        time.sleep(1)
+    raise RuntimeError(f"the gateway was not ready in {READY_TIMEOUT_S} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+
+
+@pytest.fixture(scope="session")
+def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
+    base = tmp_path_factory.mktemp("real")
+    adapters, var = base / "adapters", base / "var"
+    adapters.mkdir()
+    var.mkdir()
+    port = free_port()
+    config = base / "gateway.yaml"
+    config.write_text(json.dumps(_config(port, adapters, var)))
+    log = var / "gateway.log"
+    env = {**os.environ, "IT_ADMIN_KEY": ADMIN_KEY, "IT_USER_KEY": USER_KEY}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log)
+        gateway = RealGateway(url, adapters, log, proc.pid)
+        yield gateway
+        gateway.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
