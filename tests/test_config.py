@@ -86,3 +86,14 @@ def test_without_keys_the_gateway_stays_on_loopback() -> None:
     keyed = Settings.model_validate({"server": {"host": "0.0.0.0"},
                                      "auth": {"keys": [{"name": "a", "key": "s"}]}})
     assert keyed.bind_host() == "0.0.0.0"
+
+
+def test_the_production_file_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_CONFIG", str(DEFAULT_CONFIG.parent / "production.yaml"))
+    monkeypatch.setenv("GATEWAY_APP_KEY", "app-secret")
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", "admin-secret")
+    settings = Settings()
+    assert settings.engine.mode == "remote"
+    assert settings.engine.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert [k.secret() for k in settings.auth.keys] == ["app-secret", "admin-secret"]
+    assert settings.bind_host() == "0.0.0.0"
