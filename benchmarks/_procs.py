@@ -51,9 +51,10 @@ def fake_engine(port: int) -> Iterator[str]:
 
 @contextlib.contextmanager
 def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subprocess.Popen[bytes]]:
+    roots = tempfile.mkdtemp(prefix="bench-adapters-")
     config = {"server": {"port": port, "log_level": "warning"},
               "engine": {"mode": "remote", "urls": [engine_url], "model": MODEL},
-              "adapters": {"watch": False, "roots": []}, **settings}
+              "adapters": {"watch": False, "roots": [roots]}, **settings}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump(config, handle)
     try:
@@ -62,3 +63,4 @@ def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subproce
             yield proc
     finally:
         os.unlink(handle.name)
+        os.rmdir(roots)

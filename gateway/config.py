@@ -111,7 +111,7 @@ class LimitSettings(_Section):
 
 
 class AdapterSettings(_Section):
-    roots: list[Path] = [PROJECT_ROOT / "adapters"]
+    roots: list[Path] = Field([PROJECT_ROOT / "adapters"], min_length=1)
     watch: bool = True
     watch_debounce_ms: int = Field(1000, ge=50)
     drain_timeout_s: float = Field(60.0, gt=0)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.servers import free_port
@@ -105,9 +106,13 @@ def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGatew
         yield gateway
         gateway.close()
     finally:
+        children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    # SIGTERM to the gateway must take the engine and its workers down with it.
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"engine processes outlived the gateway: {alive}"
