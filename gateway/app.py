@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     gateway_metrics = GatewayMetrics(
         latency_buckets=settings.metrics.latency_buckets or LATENCY_BUCKETS,
         enabled=settings.metrics.enabled,
+        multiprocess_dir=settings.metrics.multiprocess_dir,
     )
 
     @asynccontextmanager

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gateway.middleware import RequestIdFilter
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+WORKER_APP = "gateway.cli:worker_app"
+# Exported to the worker processes (GATEWAY_* are settings, see gateway/config.py).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_ENV = "GATEWAY_METRICS__MULTIPROCESS_DIR"
+ENGINE_MODE_ENV = "GATEWAY_ENGINE__MODE"
+ENGINE_URLS_ENV = "GATEWAY_ENGINE__URLS"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,11 +55,8 @@ def _configure_logging(level: str = "INFO") -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
     import uvicorn
 
-    from gateway.app import create_app
     from gateway.config import CONFIG_ENV, load_settings
 
     if args.config:
@@ -50,16 +66,106 @@ def _serve(args: argparse.Namespace) -> int:
     if overrides:
         settings.server = settings.server.model_copy(update=overrides)
     _configure_logging(settings.server.log_level)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.bind_host(),
-        port=settings.server.port,
-        log_level=settings.server.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    if settings.server.workers > 1:
+        return _serve_workers(settings)
+    from gateway.app import create_app
+
+    uvicorn.run(create_app(settings), **_uvicorn_options(settings))
     return 0
+
+
+def worker_app() -> FastAPI:
+    """One worker's app: uvicorn imports ``gateway.cli:worker_app`` as a factory in each worker.
+
+    The worker reads its settings like the parent did (the configuration file and the
+    environment), plus what the parent exported for it: the shared metrics directory and,
+    for an embedded engine, the engine's URL.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+
+    from gateway.app import create_app
+    from gateway.config import load_settings
+
+    try:
+        settings = load_settings()
+        _configure_logging(settings.server.log_level)
+        return create_app(settings)
+    except Exception:
+        # Any other exit status makes uvicorn start the worker again, forever; this one
+        # makes it stop every worker and exit.
+        log.exception("the worker could not build the gateway; stopping")
+        sys.exit(STARTUP_FAILURE)
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.bind_host(),
+        "port": settings.server.port,
+        "log_level": settings.server.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+
+
+def _serve_workers(settings: Settings) -> int:
+    """Several worker processes on one socket: metrics aggregated, the engine started once."""
+    import uvicorn
+
+    # The engine starts first: vLLM uses prometheus_client too, and must not inherit the
+    # workers' directory (its series would show up in the gateway's /metrics).
+    with _shared_engine(settings), _metrics_directory(settings.metrics.multiprocess_dir) as path:
+        # Read by prometheus_client when a worker imports it, and by the workers' settings.
+        os.environ[MULTIPROC_ENV] = str(path)
+        os.environ[METRICS_DIR_ENV] = str(path)
+        uvicorn.run(WORKER_APP, factory=True, workers=settings.server.workers,
+                    **_uvicorn_options(settings))
+    return 0
+
+
+@contextlib.contextmanager
+def _metrics_directory(configured: Path | None) -> Iterator[Path]:
+    """The workers' metrics directory, emptied: values of an earlier run must not add up."""
+    if configured is None:
+        with tempfile.TemporaryDirectory(prefix="gateway-metrics-") as created:
+            yield Path(created)
+        return
+    configured.mkdir(parents=True, exist_ok=True)
+    for stale in configured.glob("*.db"):
+        stale.unlink()
+    yield configured
+
+
+@contextlib.contextmanager
+def _shared_engine(settings: Settings) -> Iterator[None]:
+    """Starts an embedded engine here, once, and hands it to the workers as a remote one."""
+    if settings.engine.mode != "embedded":
+        yield
+        return
+    import asyncio
+
+    from gateway.engine.launch import spec_from
+    from gateway.engine.model_prep import default_model_dir, is_prepared, prepare_model
+    from gateway.engine.supervisor import VllmSupervisor
+
+    model = settings.engine.model_path or default_model_dir()
+    if not is_prepared(model):
+        log.info("preparing the bundled model in %s (once; about a minute)", model)
+        prepare_model(model)
+    supervisor = VllmSupervisor(spec_from(settings.engine, model))
+    # The loop only runs to start and to stop the engine; the workers' monitors track it.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(supervisor.start())
+        try:
+            os.environ[ENGINE_MODE_ENV] = "remote"
+            os.environ[ENGINE_URLS_ENV] = json.dumps([supervisor.base_url])
+            log.info("engine for %d workers at %s (log: %s)", settings.server.workers,
+                     supervisor.base_url, supervisor.log_file)
+            yield
+        finally:
+            loop.run_until_complete(supervisor.stop())
+    finally:
+        loop.close()
 
 
 def _prepare(args: argparse.Namespace) -> int:

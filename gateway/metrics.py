@@ -1,14 +1,22 @@
 """Every Prometheus metric the gateway exports, declared once.
 
 Label values come only from bounded sets: registered adapters (or ``base``),
-registered schema names (or ``none``), the fixed deviation kinds and retry
-strategies. Anything else is folded into ``other`` by :class:`LabelGuard`.
+registered schema names (or ``none``), the fixed deviation kinds, retry
+strategies and load-failure reasons. Anything else is folded into ``other`` by
+:class:`LabelGuard`.
+
+With several worker processes every worker writes its values to files in one
+directory (prometheus_client's multiprocess mode, switched on by
+``PROMETHEUS_MULTIPROC_DIR`` before prometheus_client is imported) and
+:func:`render` aggregates them, so any worker answers for the whole gateway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,11 +25,26 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from gateway._exposition import write_text
+from gateway.adapters.errors import RejectReason
+from gateway.errors import GatewayError
+from gateway.structured.deviations import DeviationKind
 
 OTHER = "other"
 BASE = "base"
 NO_SCHEMA = "none"
+
+# Loads the engine refused after the gateway accepted the folder: the engine client's error
+# codes (gateway/errors.py), next to the gateway's own RejectReason values.
+ENGINE_LOAD_FAILURE_REASONS: tuple[str, ...] = ("engine_error", "engine_unavailable",
+                                                "engine_timeout")
+LOAD_FAILURE_REASONS: tuple[str, ...] = (*(r.value for r in RejectReason),
+                                         *ENGINE_LOAD_FAILURE_REASONS)
 
 # From a few milliseconds (gateway overhead, cached answers) to minutes (long generations).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -55,22 +78,44 @@ class LabelGuard:
         return value in self._allowed
 
 
+class MetricsMisconfigured(GatewayError):
+    """The multiprocess settings and prometheus_client's own mode disagree."""
+
+    default_code = "metrics_misconfigured"
+
+
 class GatewayMetrics:
-    """The gateway's metrics, registered on one registry per app."""
+    """The gateway's metrics, registered on one registry per app.
+
+    ``enabled=False`` leaves the metrics declared (``/metrics`` still answers, with the
+    engine's readiness) but the request path records nothing: the middleware and the
+    services test ``enabled`` before touching a metric. ``multiprocess_dir`` is the directory
+    the worker processes share (``metrics.multiprocess_dir``); ``None`` for one process.
+    """
 
     def __init__(
         self,
         registry: CollectorRegistry | None = None,
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
         enabled: bool = True,
+        multiprocess_dir: Path | None = None,
     ) -> None:
+        _check_multiprocess_mode(multiprocess_dir)
         self.enabled = enabled
+        self.multiprocess_dir = multiprocess_dir
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.adapters = LabelGuard([BASE])
         self.schemas = LabelGuard([NO_SCHEMA])
-        r = self.registry
-        buckets = tuple(latency_buckets)
+        self.load_failure_reasons = LabelGuard(LOAD_FAILURE_REASONS)
+        # Adapters forgotten in multiprocess mode: their values stay in the shared files.
+        self._forgotten: set[str] = set()
+        self._declare(tuple(latency_buckets))
+        self._exposition = self._exposition_registry()
+        for reason in LOAD_FAILURE_REASONS:
+            self.adapter_load_failures.labels(reason)
 
+    def _declare(self, buckets: tuple[float, ...]) -> None:
+        r = self.registry
         self.requests = Counter(
             "gateway_requests", "Requests answered, by adapter, endpoint and HTTP status.",
             ["adapter", "endpoint", "status"], registry=r,
@@ -150,11 +195,11 @@ class GatewayMetrics:
         )
         self.adapters_loaded = Gauge(
             "gateway_adapters_loaded", "Adapters loaded in the engine and ready to serve.",
-            registry=r, multiprocess_mode="max",
+            registry=r, multiprocess_mode="livemax",
         )
         self.engine_ready = Gauge(
             "gateway_engine_ready", "1 when the engine answers its health check, else 0.",
-            registry=r, multiprocess_mode="max",
+            registry=r, multiprocess_mode="livemax",
         )
 
     def adapter_label(self, name: str | None) -> str:
@@ -163,26 +208,115 @@ class GatewayMetrics:
     def schema_label(self, name: str | None) -> str:
         return NO_SCHEMA if name is None else self.schemas(name)
 
+    def load_failure_label(self, reason: str) -> str:
+        return self.load_failure_reasons(reason)
+
+    def ensure_structured_series(self, adapter_label: str, schema_label: str) -> None:
+        """Creates the zero-valued structured series of an adapter and schema.
+
+        A counter appears only once incremented, and ``rate()`` cannot see its first step;
+        called on the first check of a pair, it makes the first deviation of each kind count.
+        """
+        if not self.enabled:
+            return
+        pair = (adapter_label, schema_label)
+        for counter in (self.structured_checks, self.structured_recoveries,
+                        self.structured_exhausted, self.structured_budget_denied):
+            counter.labels(*pair)
+        for kind in DeviationKind:
+            self.structured_deviations.labels(*pair, kind.value)
+
     def forget_adapter(self, name: str) -> None:
         """Removes every series of an adapter that is no longer served."""
         self.adapters.discard(name)
+        if self.multiprocess_dir is not None:
+            # The values live in files shared with the other workers; render() hides them.
+            self._forgotten.add(name)
+            return
         for metric in self._labelled():
             labelnames = metric._labelnames
             if "adapter" not in labelnames:
                 continue
             index = labelnames.index("adapter")
-            for values in list(metric._metrics):
-                if values[index] == name:
-                    metric.remove(*values)
+            for labelvalues in list(metric._metrics):
+                if labelvalues[index] == name:
+                    metric.remove(*labelvalues)
+
+    def hidden_adapters(self) -> set[str]:
+        """Adapters forgotten in multiprocess mode and not registered again since."""
+        return {name for name in self._forgotten if name not in self.adapters}
 
     def _labelled(self) -> list[Counter | Gauge | Histogram]:
         return [m for m in vars(self).values() if isinstance(m, Counter | Gauge | Histogram)]
 
+    def _exposition_registry(self) -> CollectorRegistry | None:
+        if self.multiprocess_dir is None:
+            return None
+        registry = CollectorRegistry()
+        registry.register(_Aggregated(self.multiprocess_dir, self))
+        return registry
+
 
 def render(metrics: GatewayMetrics) -> bytes:
     """The exposition text; aggregated over worker processes in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(metrics.registry)
+    if metrics._exposition is None:
+        return write_text(metrics._labelled())
+    return generate_latest(metrics._exposition)
+
+
+class _Aggregated(Collector):
+    """Every worker's values from the shared directory, less dead workers' live gauges."""
+
+    def __init__(self, path: Path, metrics: GatewayMetrics) -> None:
+        self._path = path
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        _sweep_dead_workers(self._path)
+        hidden = self._metrics.hidden_adapters()
+        files = [str(f) for f in self._path.glob("*.db")]
+        merge = multiprocess.MultiProcessCollector.merge
+        for family in merge(files, accumulate=True):  # type: ignore[no-untyped-call]
+            if hidden:
+                family.samples = [s for s in family.samples
+                                  if s.labels.get("adapter") not in hidden]
+            yield family
+
+
+def _sweep_dead_workers(path: Path) -> None:
+    """Drops the live-gauge files of workers that exited (the "live*" modes read the rest)."""
+    for file in path.glob("gauge_live*_*.db"):
+        pid = file.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another worker swept it first
+                file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _check_multiprocess_mode(directory: Path | None) -> None:
+    # prometheus_client picks its value store once, when it is imported.
+    writes_files = bool(getattr(values.ValueClass, "_multiprocess", False))
+    if directory is not None and not writes_files:
+        raise MetricsMisconfigured(
+            f"metrics.multiprocess_dir is {directory}, but PROMETHEUS_MULTIPROC_DIR was not "
+            "set when prometheus_client was imported, so this process keeps its metrics to "
+            "itself; start the workers through `adapter-gateway serve`, which sets both"
+        )
+    if directory is None and writes_files:
+        raise MetricsMisconfigured(
+            "PROMETHEUS_MULTIPROC_DIR is set but metrics.multiprocess_dir is not, so /metrics "
+            "would show one worker's share only; set both to the same directory, or neither"
+        )
+    if directory is not None and not directory.is_dir():
+        raise MetricsMisconfigured(
+            f"metrics.multiprocess_dir {directory} is not a directory; create it or unset it"
+        )
