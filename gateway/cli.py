@@ -42,9 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prepare.add_argument("--target", help="folder to write the converted model to")
     args = parser.parse_args(argv)
     _configure_logging()
-    if args.command == "serve":
-        return _serve(args)
-    return _prepare(args)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _prepare(args)
+    except ValueError as exc:  # pydantic's ValidationError is one: a bad configuration
+        log.error("cannot start: %s", exc)
+        return 2
 
 
 def _configure_logging(level: str = "INFO") -> None:

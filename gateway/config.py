@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         default = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
         yaml_file = os.environ.get(CONFIG_ENV) or default
+        if yaml_file is not None and not Path(yaml_file).is_file():
+            raise ValueError(f"the configuration file {yaml_file} does not exist; "
+                             f"check --config or {CONFIG_ENV}")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         if yaml_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from gateway.config import StructuredSettings
 from gateway.errors import InvalidRequest
 from gateway.inference.service import CHAT, Answer, Call, Forwarder
@@ -119,11 +121,11 @@ class StructuredRunner:
             return None
         if strategy.calls_engine and not self.budget.try_spend():
             outcome.budget_exhausted = True
-            self.metrics.structured_budget_denied.labels(*labels).inc()
+            self._inc(self.metrics.structured_budget_denied, *labels)
             log.warning("retry budget spent: no retry for schema %s", plan.schema.name)
             return None
         outcome.strategies.append(strategy)
-        self.metrics.structured_retries.labels(*labels, strategy.value).inc()
+        self._inc(self.metrics.structured_retries, *labels, strategy.value)
         return strategy
 
     @staticmethod
@@ -134,19 +136,23 @@ class StructuredRunner:
             outcome.add_verdict(recovered, attempts.extracted_content(verdict))
         return recovered.valid
 
+    def _inc(self, counter: Counter, *labels: str) -> None:
+        if self.metrics.enabled:
+            counter.labels(*labels).inc()
+
     def _count_check(self, labels: tuple[str, str], verdict: Verdict) -> None:
-        self.metrics.structured_checks.labels(*labels).inc()
+        self._inc(self.metrics.structured_checks, *labels)
         if not verdict.valid and verdict.kind is not None:
-            self.metrics.structured_deviations.labels(*labels, verdict.kind.value).inc()
+            self._inc(self.metrics.structured_deviations, *labels, verdict.kind.value)
 
     def _finish(
         self, call: Call, outcome: Outcome, labels: tuple[str, str], chat: bool
     ) -> Answer:
         call.observation.extra_headers.update(outcome.headers())
         if outcome.valid and outcome.deviations:
-            self.metrics.structured_recoveries.labels(*labels).inc()
+            self._inc(self.metrics.structured_recoveries, *labels)
         if not outcome.valid:
-            self.metrics.structured_exhausted.labels(*labels).inc()
+            self._inc(self.metrics.structured_exhausted, *labels)
             if self.on_exhausted == "error":
                 raise outcome.exhausted_error()
         response = outcome.response(call.target.public_name, chat)
