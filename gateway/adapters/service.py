@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.registry import AdapterRegistry
+from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
 from gateway.adapters.scan import ScanResult, scan
 from gateway.adapters.snapshots import AdapterSnapshot
 from gateway.adapters.staging import discard_staged, stage_adapter, staged_path
@@ -50,6 +50,9 @@ class AdapterService:
         self.drain_timeout_s = drain_timeout_s
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._retiring: set[asyncio.Task[None]] = set()
+        # Set once the start-up scan of the store is loaded: until then a store adapter
+        # may still be missing, and an admin load may race the scan.
+        self.store_loaded = asyncio.Event()
 
     async def load_path(
         self, requested: str, *, name: str | None = None, replace: bool = False
@@ -81,9 +84,11 @@ class AdapterService:
         async with self._locks[name]:
             before = self._snapshot(name)
             versions = self.registry.remove(name)
-        self.metrics.forget_adapter(name)
         self._update_loaded_gauge()
         await asyncio.gather(*(self._retire(v) for v in versions))
+        # Only now: requests still running when it was removed record under its label.
+        if name not in self.registry.names():
+            self.metrics.forget_adapter(name)
         log.info("adapter %s removed (%d versions)", name, len(versions))
         return before
 
@@ -92,7 +97,9 @@ class AdapterService:
         try:
             lease = self.registry.resolve(model)
         except AdapterNotFound:
-            return None
+            if self.registry.get(model.partition(PIN_SEPARATOR)[0]) is None:
+                return None  # not an adapter name: the resolver reports an unknown model
+            raise  # a known adapter: its message lists the versions or the failed load
         return ModelTarget(
             public_name=model,
             engine_model=lease.engine_id,
@@ -130,11 +137,21 @@ class AdapterService:
             snapshot = self.registry.get(name)
             for version in snapshot.versions if snapshot else ():
                 if version.state in (VersionState.READY, VersionState.DRAINING):
-                    found = self.registry.find(version.engine_id)
-                    if found is not None:
-                        path = await asyncio.to_thread(stage_adapter, found.spec,
-                                                       self.staging_root)
-                        await self._engine_load(version.engine_id, path)
+                    await self._reload(version.engine_id)
+
+    async def _reload(self, engine_id: str) -> None:
+        found = self.registry.find(engine_id)
+        if found is None:
+            return
+        try:
+            path = await asyncio.to_thread(stage_adapter, found.spec, self.staging_root)
+            await self._engine_load(engine_id, path)
+        except (GatewayError, OSError) as exc:
+            # One adapter that cannot come back must not keep the others (or the watcher,
+            # which runs beside this) down; its requests get the engine's 404 meanwhile.
+            log.error("adapter %s@%s could not be loaded into the restarted engine: %s",
+                      found.name, found.version,
+                      exc.message if isinstance(exc, GatewayError) else exc)
 
     async def on_event(self, event: AdapterEvent) -> None:
         """Applies one change the watcher saw in the store."""

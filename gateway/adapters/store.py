@@ -66,6 +66,7 @@ async def _serve_store(
     monitor.became_ready.clear()
     result = await asyncio.to_thread(watcher.initial_scan)
     await service.load_store(result)
+    service.store_loaded.set()
     log.info("adapter store loaded: %d adapters, %d folders refused",
              len(result.valid), len(result.invalid))
     tasks = [asyncio.create_task(_reload_after_restarts(service, monitor))]

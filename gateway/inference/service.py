@@ -25,6 +25,7 @@ Answer = dict[str, Any] | AsyncIterator[bytes]
 CHAT = "chat"
 COMPLETIONS = "completions"
 PATHS = {CHAT: "/v1/chat/completions", COMPLETIONS: "/v1/completions"}
+ADAPTER_VERSION_HEADER = "x-adapter-version"
 
 
 @dataclass
@@ -76,6 +77,9 @@ class InferenceService:
         self._check_limits(request)
         target = self.targets.acquire(request.model)
         observation.adapter = self.metrics.adapter_label(target.adapter)
+        if target.version:
+            # Tells clients which weights answered, across hot swaps (e.g. for a canary).
+            observation.extra_headers[ADAPTER_VERSION_HEADER] = target.version
         call = Call(endpoint, request, target, _engine_body(request, target), observation,
                     request_id)
         try:

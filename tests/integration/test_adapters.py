@@ -30,10 +30,10 @@ pytestmark = pytest.mark.integration
 PROMPT: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Name three colours of the rainbow."}]
 BASE_DIR = ROOT / ".cache" / "models" / MODEL
-# Large enough (scaling alpha/r = 8) that random weights visibly change greedy answers.
-ALPHA = 64
-# Growth of gateway + engine memory allowed over the load/unload cycles (see the test).
-MEMORY_TOLERANCE_MB = 64.0
+# Large enough (scaling alpha/r = 16) that random weights visibly change greedy answers.
+ALPHA = 128
+# Growth of gateway + engine memory allowed over 20 load/unload cycles; measured: +0.2 MB.
+MEMORY_TOLERANCE_MB = 32.0
 
 
 def write_admin_adapter(gateway: RealGateway, name: str, *, seed: int = 0,

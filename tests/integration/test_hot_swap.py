@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+
 import httpx
 import openai
 import pytest
@@ -68,8 +69,7 @@ def client_loop(sdk: openai.OpenAI, stop: threading.Event, outcomes: Outcomes) -
 def publish(admin: httpx.Client, gateway: RealGateway, version: int) -> float:
     """Loads ``version`` (replacing the public one); returns when the gateway published it."""
     relative = f".admin/{NAME}-{version}"
-    write_adapter(gateway.adapters / relative, name=NAME, version=str(version), seed=version,
-                  alpha=64)
+    write_adapter(gateway.adapters / relative, name=NAME, version=str(version), seed=version)
     response = admin.post("/v1/adapters", json={"path": relative, "replace": True})
     assert response.status_code == 201, response.text
     [new] = [v for v in response.json()["versions"] if v["version"] == str(version)]
