@@ -76,7 +76,9 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
             endpoint = observation.endpoint or ENDPOINTS.get(scope["path"])
             if endpoint is not None and self.metrics.enabled:
-                self._record(endpoint, observation.adapter, status,
+                # Checked again: the adapter may have been removed while this request ran.
+                adapter = self.metrics.adapter_label(observation.adapter)
+                self._record(endpoint, adapter, status,
                              time.perf_counter() - started, observation.upstream_seconds)
 
     def _record(

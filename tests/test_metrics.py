@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -56,3 +58,15 @@ async def test_unknown_models_fold_into_other(client: httpx.AsyncClient) -> None
     assert value(samples, "gateway_requests_total", adapter="other", status="404") == 1000
     assert series(samples, "gateway_requests_total") == 1
     assert not any(("adapter", "m-7") in labels for _, labels in samples)
+
+
+async def test_in_flight_counts_running_requests(client: httpx.AsyncClient,
+                                                 fake_engine: FakeEngine) -> None:
+    fake_engine.enqueue("slow", delay=0.5)
+    running = asyncio.create_task(client.post("/v1/chat/completions", json=_chat()))
+    await asyncio.sleep(0.2)
+    during = parse((await client.get("/metrics")).text)
+    assert value(during, "gateway_in_flight_requests", adapter="base") == 1
+    assert (await running).status_code == 200
+    after = parse((await client.get("/metrics")).text)
+    assert value(after, "gateway_in_flight_requests", adapter="base") == 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.adapters.service import AdapterService
 from gateway.deps import MonitorDep, PublicDep
 
 router = APIRouter(tags=["health"])
@@ -17,8 +18,15 @@ async def health(_: PublicDep) -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(monitor: MonitorDep, _: PublicDep) -> JSONResponse:
-    """The engine answers; 503 until it does. Load balancers should gate traffic on this."""
-    if await monitor.check():
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "not_ready", "reason": monitor.reason}, status_code=503)
+async def ready(request: Request, monitor: MonitorDep, _: PublicDep) -> JSONResponse:
+    """The engine answers and the adapter store is loaded; 503 until then. Gate traffic on it."""
+    if not await monitor.check():
+        return _not_ready(monitor.reason)
+    adapters: AdapterService = request.app.state.adapters
+    if not adapters.store_loaded.is_set():
+        return _not_ready("the adapters in the store are being loaded")
+    return JSONResponse({"status": "ready"})
+
+
+def _not_ready(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)

@@ -77,6 +77,7 @@ class InferenceService:
         self._check_limits(request)
         target = self.targets.acquire(request.model)
         observation.adapter = self.metrics.adapter_label(target.adapter)
+        self._count_in_flight(target, observation.adapter)
         if target.version:
             # Tells clients which weights answered, across hot swaps (e.g. for a canary).
             observation.extra_headers[ADAPTER_VERSION_HEADER] = target.version
@@ -135,6 +136,21 @@ class InferenceService:
             call.target.release()
             self._upstream_time(call, time.perf_counter() - stats.started)
             self._record_stream(call, stats)
+
+    def _count_in_flight(self, target: ModelTarget, adapter: str) -> None:
+        """Counts the request in flight until its target is released (streams: at the end)."""
+        if not self.metrics.enabled:
+            return
+        gauge = self.metrics.in_flight.labels(adapter)
+        gauge.inc()
+        release = target.on_release
+
+        def released() -> None:
+            gauge.dec()
+            if release is not None:
+                release()
+
+        target.on_release = released
 
     def _check_limits(self, request: AnyRequest) -> None:
         if request.n > self.limits.max_n:
