@@ -95,13 +95,22 @@ class Outcome:
             response["choices"] = [choice]
         return response
 
+    def _advice(self) -> str:
+        if self.budget_exhausted:
+            return "The retry budget is spent: too many answers deviate; retry later."
+        if self.deviations and all(d.kind == "truncated" for d in self.deviations):
+            return "Every answer was cut off: raise max_tokens."
+        if Strategy.CONSTRAINED not in self.strategies:
+            return "Add the 'constrained' retry strategy, or raise retry.max_attempts."
+        return "Raise retry.max_attempts, or fine-tune an adapter for this format."
+
     def exhausted_error(self) -> UnprocessableAnswer:
         last = self.last.content if self.last else None
         kinds = ", ".join(d.kind for d in self.deviations) or "none"
+        tried = ", ".join(s.value for s in self.strategies) or "none"
         return UnprocessableAnswer(
             f"No answer matched the schema {self.schema!r} after {self.attempts} attempts "
-            f"(deviations: {kinds}). Raise retry.max_attempts, add the 'constrained' "
-            "strategy, or fine-tune an adapter for this format.",
+            f"(deviations: {kinds}; retries: {tried}). {self._advice()}",
             param="response_format",
             extra={"last_answer": (last or "")[:4000], EXTENSION: self.report()},
             headers=self.headers(),

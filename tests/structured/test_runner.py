@@ -210,3 +210,12 @@ async def test_text_completions_are_validated_too(client: httpx.AsyncClient,
     assert response.status_code == 200
     assert json.loads(response.json()["choices"][0]["text"])["category"] == "billing"
     assert "Billing, I think." in fake_engine.requests[1]["prompt"]
+
+
+async def test_exhaustion_advice_fits_the_deviations(client: httpx.AsyncClient,
+                                                     fake_engine: FakeEngine) -> None:
+    for _ in range(3):
+        fake_engine.enqueue('{"category": "bil', finish_reason="length")
+    response = await client.post("/v1/chat/completions", json=_ticket_request(max_tokens=5))
+    assert response.status_code == 422
+    assert "raise max_tokens" in response.json()["error"]["message"]
