@@ -26,7 +26,7 @@ class RetryBudgetSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ratio: float = Field(0.2, ge=0.0, le=1.0, description="Retries per request in the window.")
+    ratio: float = Field(1.0, ge=0.0, le=1.0, description="Retries per request in the window.")
     window_s: float = Field(60.0, gt=0.0, description="Length of the sliding window.")
     min_retries: int = Field(10, ge=0, description="Retries always allowed in the window.")
 

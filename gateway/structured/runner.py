@@ -53,7 +53,9 @@ class StructuredRunner:
         self.schemas = schemas
         self.cache = cache
         self.retry = retry
-        self.budget = RetryBudget(retry.budget)
+        # One budget per adapter label (a bounded set): each adapter can at most multiply
+        # its own load by 1 + ratio, and one that deviates a lot cannot spend the others'.
+        self._budgets: dict[str, RetryBudget] = {}
         self.metrics = metrics
         self.on_exhausted = on_exhausted
         self.validate_adapter_defaults = validate_adapter_defaults
@@ -92,7 +94,8 @@ class StructuredRunner:
         outcome = Outcome(plan.schema.name)
         first = attempts.first_body(call.body)
         body = first
-        self.budget.record_request()
+        budget = self.budget(labels[0])
+        budget.record_request()
         while True:
             answer = attempts.Answer.of(await forward(call, body), chat)
             outcome.add_answer(answer)
@@ -102,27 +105,39 @@ class StructuredRunner:
             outcome.add_verdict(verdict, answer.content)
             if verdict.valid:
                 break
-            strategy = self._next(plan, outcome, verdict, labels)
+            strategy = self._next(plan, outcome, verdict, labels, budget)
             if strategy is Strategy.EXTRACT:
                 if self._extract(outcome, verdict, plan):
                     break
-                strategy = self._next(plan, outcome, verdict, labels)
+                strategy = self._next(plan, outcome, verdict, labels, budget)
             if strategy is None:
                 break
             body = attempts.retry_body(strategy, first, answer, verdict,
                                        plan.schema.schema.schema, chat)
         return self._finish(call, outcome, labels, chat)
 
+    def budget(self, adapter_label: str) -> RetryBudget:
+        """The retry budget of one adapter (``base`` for the base model)."""
+        if adapter_label not in self._budgets:
+            self._budgets[adapter_label] = RetryBudget(self.retry.budget)
+        return self._budgets[adapter_label]
+
     def _next(
-        self, plan: Plan, outcome: Outcome, verdict: Verdict, labels: tuple[str, str]
+        self,
+        plan: Plan,
+        outcome: Outcome,
+        verdict: Verdict,
+        labels: tuple[str, str],
+        budget: RetryBudget,
     ) -> Strategy | None:
         strategy = next_strategy(plan.policy, outcome.attempts, verdict, outcome.strategies)
         if strategy is None:
             return None
-        if strategy.calls_engine and not self.budget.try_spend():
+        if strategy.calls_engine and not budget.try_spend():
             outcome.budget_exhausted = True
             self._inc(self.metrics.structured_budget_denied, *labels)
-            log.warning("retry budget spent: no retry for schema %s", plan.schema.name)
+            log.warning("retry budget of %s spent: no retry for schema %s", labels[0],
+                        plan.schema.name)
             return None
         outcome.strategies.append(strategy)
         self._inc(self.metrics.structured_retries, *labels, strategy.value)

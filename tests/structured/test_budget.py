@@ -68,7 +68,7 @@ def test_zero_ratio_allows_only_the_floor() -> None:
 
 def test_defaults() -> None:
     settings = RetryBudgetSettings()
-    assert (settings.ratio, settings.window_s, settings.min_retries) == (0.2, 60.0, 10)
+    assert (settings.ratio, settings.window_s, settings.min_retries) == (1.0, 60.0, 10)
     with pytest.raises(ValidationError):
         RetryBudgetSettings(ratio=1.5)
     with pytest.raises(ValidationError):

@@ -219,3 +219,17 @@ async def test_exhaustion_advice_fits_the_deviations(client: httpx.AsyncClient,
     response = await client.post("/v1/chat/completions", json=_ticket_request(max_tokens=5))
     assert response.status_code == 422
     assert "raise max_tokens" in response.json()["error"]["message"]
+
+
+async def test_each_adapter_spends_its_own_budget(make_settings: SettingsFactory,
+                                                  fake_engine: FakeEngine) -> None:
+    from gateway.structured.runner import StructuredRunner
+
+    budget = {"ratio": 0.0, "window_s": 60, "min_retries": 1}
+    app = create_app(make_settings(structured={"retry": {"budget": budget}}))
+    async for _ in start(app):
+        runner = app.state.inference.structured
+        assert isinstance(runner, StructuredRunner)
+        base, other = runner.budget("base"), runner.budget("ticket-router")
+        assert base.try_spend() and not base.try_spend()
+        assert other.try_spend()
