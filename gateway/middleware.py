@@ -85,9 +85,9 @@ class RequestContextMiddleware:
         self, endpoint: str, adapter: str, status: int, total: float, upstream: float
     ) -> None:
         m = self.metrics
-        m.requests.labels(adapter, endpoint, str(status)).inc()
-        m.request_duration.labels(adapter, endpoint).observe(total)
-        m.overhead.labels(endpoint).observe(max(0.0, total - upstream))
+        m.child(m.requests, adapter, endpoint, str(status)).inc()
+        m.child(m.request_duration, adapter, endpoint).observe(total)
+        m.child(m.overhead, endpoint).observe(max(0.0, total - upstream))
 
 
 class BodyLimitMiddleware:

@@ -141,7 +141,7 @@ class InferenceService:
         """Counts the request in flight until its target is released (streams: at the end)."""
         if not self.metrics.enabled:
             return
-        gauge = self.metrics.in_flight.labels(adapter)
+        gauge = self.metrics.child(self.metrics.in_flight, adapter)
         gauge.inc()
         release = target.on_release
 
@@ -172,16 +172,16 @@ class InferenceService:
     def _upstream_time(self, call: Call, seconds: float) -> None:
         call.observation.add_upstream(seconds)
         if self.metrics.enabled:
-            self.metrics.upstream_duration.labels(call.observation.adapter, call.endpoint).observe(
-                seconds)
+            m = self.metrics
+            m.child(m.upstream_duration, call.observation.adapter, call.endpoint).observe(seconds)
 
     def _count_tokens(self, call: Call, usage: Any) -> None:
         if not self.metrics.enabled or not isinstance(usage, dict):
             return
         adapter = call.observation.adapter
-        self.metrics.prompt_tokens.labels(adapter).inc(int(usage.get("prompt_tokens") or 0))
-        self.metrics.completion_tokens.labels(adapter).inc(
-            int(usage.get("completion_tokens") or 0))
+        m = self.metrics
+        m.child(m.prompt_tokens, adapter).inc(int(usage.get("prompt_tokens") or 0))
+        m.child(m.completion_tokens, adapter).inc(int(usage.get("completion_tokens") or 0))
 
     def _record_stream(self, call: Call, stats: StreamStats) -> None:
         self._count_tokens(call, stats.usage)
