@@ -8,24 +8,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from tests.servers import wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "base-model"
 
 
 def wait_for(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout} s")
+    wait_until_up(url, timeout, interval=0.1)
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ import httpx
 import psutil
 
 from tests.adapter_factory import write_adapter
+from tests.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK_FOLDER = ".bench-cycles"
@@ -147,7 +148,6 @@ def benchmark(url: str, store: Path, admin_key: str, gateway_pid: int, cycles: i
 @contextlib.contextmanager
 def embedded_gateway() -> Iterator[tuple[str, Path, str, int]]:
     """An embedded gateway (real vLLM) in a temporary folder: (url, store, admin key, pid)."""
-    from tests.servers import free_port
 
     with tempfile.TemporaryDirectory(prefix="bench-cycles-") as tmp:
         base = Path(tmp)
@@ -173,15 +173,10 @@ def embedded_gateway() -> Iterator[tuple[str, Path, str, int]]:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the gateway exited with status {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(1)
-    raise SystemExit(f"the gateway was not ready after {timeout:.0f} s")
+    try:
+        wait_until_up(f"{url}/ready", timeout, proc, interval=1.0)
+    except RuntimeError as exc:
+        raise SystemExit(f"the gateway did not become ready: {exc}") from None
 
 
 def main() -> None:

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import socket
+import contextlib
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from gateway.engine.supervisor import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["free_port", "serving", "wait_until_up"]
+
+
+def wait_until_up(
+    url: str,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Polls ``url`` until it answers 200; fails early if ``proc`` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        time.sleep(interval)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
 @asynccontextmanager

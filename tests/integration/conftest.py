@@ -6,13 +6,11 @@ session's adapter root (watched by the gateway).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ import openai
 import psutil
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "SmolLM2-135M-Instruct"
@@ -68,15 +66,10 @@ def _config(port: int, adapters: Path, var: Path) -> dict[str, object]:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited ({proc.returncode}):\n{_tail(log)}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(1)
-    raise RuntimeError(f"the gateway was not ready in {READY_TIMEOUT_S} s:\n{_tail(log)}")
+    try:
+        wait_until_up(f"{url}/ready", READY_TIMEOUT_S, proc, interval=1.0)
+    except RuntimeError as exc:
+        raise RuntimeError(f"the gateway did not become ready: {exc}\n{_tail(log)}") from None
 
 
 def _tail(log: Path) -> str:

@@ -7,7 +7,6 @@ every second, so the tests exercise the shipped jobs, paths and rules rather tha
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import httpx
 import yaml
 
 from tests.monitoring.contract import PROMETHEUS_CONFIG, PROMETHEUS_DIR, load_yaml
+from tests.servers import free_port
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -48,13 +48,6 @@ def shipped_config(target: str, interval_s: float = 1.0) -> dict[str, Any]:
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [target]}]
     return config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
