@@ -23,9 +23,12 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def process(
-    args: list[str], env: dict[str, str] | None = None
+    args: list[str], env: dict[str, str] | None = None, quiet: bool = False
 ) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})
+    """Runs a server; ``quiet`` sends its output (e.g. the access log) to /dev/null."""
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
+                            stderr=out)
     try:
         yield proc
     finally:
@@ -45,13 +48,15 @@ def fake_engine(port: int) -> Iterator[str]:
 @contextlib.contextmanager
 def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subprocess.Popen[bytes]]:
     roots = tempfile.mkdtemp(prefix="bench-adapters-")
-    config = {"server": {"port": port, "log_level": "warning"},
+    config = {"server": {"port": port, "log_level": "info"},
               "engine": {"mode": "remote", "urls": [engine_url], "model": MODEL},
               "adapters": {"watch": False, "roots": [roots]}, **settings}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump(config, handle)
     try:
-        with process([sys.executable, "-m", "gateway", "serve", "--config", handle.name]) as proc:
+        command = [sys.executable, "-m", "gateway", "serve", "--config", handle.name]
+        # Logging at info, as in production: the access log's cost is part of the overhead.
+        with process(command, quiet=True) as proc:
             wait_for(f"http://127.0.0.1:{port}/ready")
             yield proc
     finally:

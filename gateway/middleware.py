@@ -17,6 +17,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.observation import attach
 
 log = logging.getLogger(__name__)
+# One line per request; silence with logging.getLogger("gateway.access").setLevel(WARNING).
+access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 # Requests refused before a route runs (malformed bodies) are still counted by endpoint.
@@ -73,13 +75,15 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            access_log.info("%s %s %d %.1f ms adapter=%s", scope["method"], scope["path"],
+                            status, elapsed * 1000, observation.adapter)
             request_id_var.reset(token)
             endpoint = observation.endpoint or ENDPOINTS.get(scope["path"])
             if endpoint is not None and self.metrics.enabled:
                 # Checked again: the adapter may have been removed while this request ran.
                 adapter = self.metrics.adapter_label(observation.adapter)
-                self._record(endpoint, adapter, status,
-                             time.perf_counter() - started, observation.upstream_seconds)
+                self._record(endpoint, adapter, status, elapsed, observation.upstream_seconds)
 
     def _record(
         self, endpoint: str, adapter: str, status: int, total: float, upstream: float

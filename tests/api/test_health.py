@@ -42,3 +42,13 @@ async def test_engine_metrics_are_proxied(client: httpx.AsyncClient) -> None:
     response = await client.get("/metrics/engine")
     assert response.status_code == 200
     assert "vllm:num_requests_running" in response.text
+
+
+async def test_every_request_gets_an_access_log_line(client: httpx.AsyncClient,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="gateway.access"):
+        await client.post("/v1/chat/completions", json=BODY, headers={"x-request-id": "r-42"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.access"]
+    assert len(lines) == 1
+    assert lines[0].startswith("POST /v1/chat/completions 200 ")
+    assert lines[0].endswith("adapter=base")
