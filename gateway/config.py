@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from gateway.adapters.validation import ValidationLimits
 from gateway.structured.bounds import SchemaBounds
+from gateway.structured.capture import CaptureSettings
 from gateway.structured.retry import RetrySettings
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class StructuredSettings(_Section):
     retry: RetrySettings = RetrySettings()
     on_exhausted: Literal["error", "flag"] = "error"
     validate_adapter_defaults: bool = True
+    capture: CaptureSettings = CaptureSettings()
 
 
 class MetricsSettings(_Section):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -13,6 +15,7 @@ from gateway.inference.service import CHAT, Answer, Call, Forwarder
 from gateway.metrics import GatewayMetrics
 from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
+from gateway.structured.capture import ExampleCapture, chat_example, completion_example
 from gateway.structured.deviations import Verdict, check_document, classify
 from gateway.structured.outcome import Outcome, as_stream
 from gateway.structured.response_format import (
@@ -49,6 +52,7 @@ class StructuredRunner:
         *,
         on_exhausted: str = "error",
         validate_adapter_defaults: bool = True,
+        capture: ExampleCapture | None = None,
     ) -> None:
         self.schemas = schemas
         self.cache = cache
@@ -59,6 +63,7 @@ class StructuredRunner:
         self.metrics = metrics
         self.on_exhausted = on_exhausted
         self.validate_adapter_defaults = validate_adapter_defaults
+        self.capture = capture
 
     def plan(self, call: Call) -> Plan | None:
         """The schema and retry policy for ``call``, or None when it wants free text."""
@@ -114,7 +119,21 @@ class StructuredRunner:
                 break
             body = attempts.retry_body(strategy, first, answer, verdict,
                                        plan.schema.schema.schema, chat)
+        await self._capture(first, outcome, labels, chat)
         return self._finish(call, outcome, labels, chat)
+
+    async def _capture(
+        self, first: dict[str, Any], outcome: Outcome, labels: tuple[str, str], chat: bool
+    ) -> None:
+        """Keeps a valid answer as a fine-tuning example, when capturing is on."""
+        if self.capture is None or not outcome.valid or outcome.content is None:
+            return
+        if not self.capture.wants(bool(outcome.deviations)):
+            return
+        report = outcome.report()
+        example = (chat_example(first["messages"], outcome.content, report) if chat
+                   else completion_example(str(first["prompt"]), outcome.content, report))
+        await asyncio.to_thread(self.capture.record, *labels, example)
 
     def budget(self, adapter_label: str) -> RetryBudget:
         """The retry budget of one adapter (``base`` for the base model)."""
@@ -185,8 +204,10 @@ def build_structured_runner(
     schemas = SchemaRegistry.load(settings.schemas_dir, cache)
     for name in (*schemas.names(), "inline", JSON_OBJECT):
         metrics.schemas.add(name)
+    capture = ExampleCapture(settings.capture) if settings.capture.enabled else None
     return StructuredRunner(
         schemas, cache, settings.retry, metrics,
         on_exhausted=settings.on_exhausted,
         validate_adapter_defaults=settings.validate_adapter_defaults,
+        capture=capture,
     )

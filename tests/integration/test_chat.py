@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -81,3 +82,9 @@ def test_seeded_requests_keep_the_engine_alive(real_gateway: RealGateway) -> Non
         sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8,
                                     temperature=1.0, seed=seed)
     assert sdk.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=4).choices
+
+
+def test_engine_metrics_are_reachable(real_gateway: RealGateway) -> None:
+    response = httpx.get(f"{real_gateway.url}/metrics/engine", timeout=30)
+    assert response.status_code == 200
+    assert "vllm:" in response.text

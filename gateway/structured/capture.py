@@ -1,0 +1,87 @@
+"""Captures validated structured answers as fine-tuning examples (opt-in).
+
+Every structured request the gateway answered with valid JSON becomes one JSONL
+line in ``<dir>/<adapter>/<schema>.jsonl``, in the chat fine-tuning format
+(``{"messages": [...]}``, the valid answer as the last assistant turn) plus what
+it took (attempts and deviation kinds). Those that deviated first are the
+examples a format fine-tune learns from; review their content before training,
+since the gateway vouches for the format only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+
+class CaptureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    dir: Path = Path("var/examples")
+    only_deviations: bool = Field(False, description="Capture only answers that needed a retry.")
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+
+
+class ExampleCapture:
+    """Appends examples to bounded JSONL files; a full file is left alone (logged once)."""
+
+    def __init__(self, settings: CaptureSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._full: set[Path] = set()
+
+    def wants(self, deviated: bool) -> bool:
+        return self.settings.enabled and (deviated or not self.settings.only_deviations)
+
+    def record(self, adapter: str, schema: str, example: Mapping[str, Any]) -> None:
+        """Writes one example; meant to run in a worker thread (it does file I/O)."""
+        path = self.settings.dir / _safe(adapter) / f"{_safe(schema)}.jsonl"
+        line = json.dumps(example, ensure_ascii=False) + "\n"
+        with self._lock:
+            if path in self._full:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size = path.stat().st_size if path.exists() else 0
+            if size + len(line) > self.settings.max_file_bytes:
+                self._full.add(path)
+                log.warning("example file %s reached %d bytes; no more examples go to it",
+                            path, self.settings.max_file_bytes)
+                return
+            with path.open("a", encoding="utf-8") as out:
+                out.write(line)
+
+
+def chat_example(
+    messages: Sequence[Mapping[str, Any]], answer: str, report: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "messages": [*(dict(m) for m in messages), {"role": "assistant", "content": answer}],
+        **_meta(report),
+    }
+
+
+def completion_example(prompt: str, answer: str, report: Mapping[str, Any]) -> dict[str, Any]:
+    return {"prompt": prompt, "completion": answer, **_meta(report)}
+
+
+def _meta(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "attempts": report["attempts"],
+        "deviations": [d["kind"] for d in report["deviations"]],
+        "captured_at": int(time.time()),
+    }
+
+
+def _safe(label: str) -> str:
+    """Metric labels are already bounded and safe; this keeps paths flat regardless."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).lstrip(".") or "_"

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.structured.capture import CaptureSettings, ExampleCapture, chat_example
+from tests.conftest import BASE_MODEL, SettingsFactory, start
+from tests.fakes.engine import FakeEngine
+
+TICKET = '{"category": "billing", "priority": "high", "escalate": true}'
+REPORT: dict[str, Any] = {"attempts": 2, "deviations": [{"kind": "not_json"}]}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_examples_go_to_one_file_per_adapter_and_schema(tmp_path: Path) -> None:
+    capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path))
+    example = chat_example([{"role": "user", "content": "charged twice"}], TICKET, REPORT)
+    capture.record("ticket-router", "ticket", example)
+    capture.record("ticket-router", "ticket", example)
+    written = _lines(tmp_path / "ticket-router" / "ticket.jsonl")
+    assert len(written) == 2
+    assert written[0]["messages"][-1] == {"role": "assistant", "content": TICKET}
+    assert written[0]["deviations"] == ["not_json"]
+
+
+def test_a_full_file_takes_no_more(tmp_path: Path) -> None:
+    capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024))
+    example = chat_example([{"role": "user", "content": "x" * 200}], TICKET, REPORT)
+    for _ in range(10):
+        capture.record("base", "ticket", example)
+    path = tmp_path / "base" / "ticket.jsonl"
+    assert 0 < path.stat().st_size <= 1024
+    assert len(_lines(path)) == 2
+
+
+def test_only_deviations() -> None:
+    capture = ExampleCapture(CaptureSettings(enabled=True, only_deviations=True))
+    assert capture.wants(deviated=True) and not capture.wants(deviated=False)
+
+
+@pytest.mark.anyio
+async def test_recovered_requests_are_captured(make_settings: SettingsFactory,
+                                               fake_engine: FakeEngine, tmp_path: Path) -> None:
+    capture = {"enabled": True, "dir": str(tmp_path / "examples")}
+    app = create_app(make_settings(structured={"capture": capture}))
+    fake_engine.enqueue("Sure, it is billing.")
+    fake_engine.enqueue(TICKET)
+    body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "charged twice"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "ticket"}}}
+    async for client in start(app):
+        response: httpx.Response = await client.post("/v1/chat/completions", json=body)
+        assert response.status_code == 200
+    [example] = _lines(tmp_path / "examples" / "base" / "ticket.jsonl")
+    assert example["messages"] == [{"role": "user", "content": "charged twice"},
+                                   {"role": "assistant", "content": TICKET}]
+    assert example["attempts"] == 2 and example["deviations"] == ["not_json"]
