@@ -81,6 +81,7 @@ class AdapterService:
 
     async def unload(self, name: str) -> AdapterSnapshot:
         """Stops serving ``name``: new requests get 404, running ones finish, then it unloads."""
+        self._snapshot(name)  # unknown names get 404 before a lock is made for them
         async with self._locks[name]:
             before = self._snapshot(name)
             versions = self.registry.remove(name)
@@ -89,6 +90,9 @@ class AdapterService:
         # Only now: requests still running when it was removed record under its label.
         if name not in self.registry.names():
             self.metrics.forget_adapter(name)
+            lock = self._locks.get(name)
+            if lock is not None and not lock.locked():
+                del self._locks[name]
         log.info("adapter %s removed (%d versions)", name, len(versions))
         return before
 
