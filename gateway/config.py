@@ -73,7 +73,7 @@ class ApiKey(_Section):
 
 class AuthSettings(_Section):
     keys: list[ApiKey] = []
-    public_paths: list[str] = ["/health", "/ready", "/metrics"]
+    public_paths: list[str] = ["/health", "/ready", "/metrics", "/metrics/engine"]
 
 
 class EngineSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -58,8 +59,10 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 async def start(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Runs the app's lifespan; yields a client once the engine and the adapter store are up."""
     async with app.router.lifespan_context(app):
         await app.state.monitor.check()
+        await asyncio.wait_for(app.state.adapters.store_loaded.wait(), timeout=30)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             yield client
