@@ -10,6 +10,7 @@ import pytest
 from gateway.app import create_app
 from tests.conftest import BASE_MODEL, SettingsFactory
 from tests.fakes.engine import FakeEngine
+from tests.metrics_reader import parse, value
 from tests.servers import serving
 
 pytestmark = pytest.mark.anyio
@@ -36,3 +37,7 @@ async def test_disconnect_cancels_upstream(make_settings: SettingsFactory,
                 break
             await asyncio.sleep(0.05)
         assert fake.streams_cancelled == 1
+        # The request's hold on its target ended with it: nothing left in flight.
+        samples = parse((await client.get("/metrics")).text)
+        assert value(samples, "gateway_in_flight_requests", adapter="base") == 0
+        assert value(samples, "gateway_requests_total", adapter="base", status="200") == 1

@@ -96,3 +96,16 @@ async def test_request_id_is_returned_and_forwarded(client: httpx.AsyncClient,
     assert given.headers["x-request-id"] == "abc-123"
     made = await client.post("/v1/chat/completions", json=body)
     assert len(made.headers["x-request-id"]) == 32
+
+
+async def test_a_stream_refused_by_the_engine_is_an_http_error(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.enqueue("This model's maximum context length is 2048 tokens.", status=400)
+    body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    assert "maximum context length" in response.json()["error"]["message"]
+    again = await client.post("/v1/chat/completions", json=body)
+    assert again.status_code == 200 and again.text.rstrip().endswith("data: [DONE]")
