@@ -223,14 +223,15 @@ class GatewayMetrics:
         A counter appears only once incremented, and ``rate()`` cannot see its first step;
         called on the first check of a pair, it makes the first deviation of each kind count.
         """
-        if not self.enabled:
-            return
         pair = (adapter_label, schema_label)
-        for counter in (self.structured_checks, self.structured_recoveries,
-                        self.structured_exhausted, self.structured_budget_denied):
-            counter.labels(*pair)
+        if not self.enabled or (id(self.structured_checks), pair) in self._children:
+            return  # the checks child is cached below: the pair's series exist already
+        for counter in (self.structured_recoveries, self.structured_exhausted,
+                        self.structured_budget_denied):
+            self.child(counter, *pair)
         for kind in DeviationKind:
-            self.structured_deviations.labels(*pair, kind.value)
+            self.child(self.structured_deviations, *pair, kind.value)
+        self.child(self.structured_checks, *pair)
 
     def child(self, metric: MetricT, *labels: str) -> MetricT:
         """``metric.labels(*labels)``, cached (on the request path)."""

@@ -9,6 +9,7 @@ import uuid
 from contextvars import ContextVar
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import envelope_response
@@ -117,7 +118,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _too_large(self.max_bytes)
+                    # An HTTPException passes FastAPI's body reading unchanged (anything else
+                    # becomes a 400); the error handlers turn it into the 413 envelope.
+                    raise HTTPException(413, _too_large(self.max_bytes).message)
             return message
 
         await self.app(scope, counted, send)

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.structured.schemas import NAME_PATTERN as SCHEMA_NAME_PATTERN
 
 MANIFEST_FILE = "adapter.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -35,7 +36,8 @@ class ServingDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     system_prompt: str | None = Field(None, max_length=16_384)
-    response_schema: str | None = Field(None, pattern=NAME_PATTERN)
+    # A named schema (config/schemas/<name>.json): schema names follow OpenAI's rule.
+    response_schema: str | None = Field(None, pattern=rf"^{SCHEMA_NAME_PATTERN.pattern}$")
     validate_by_default: bool = False
     sampling: SamplingDefaults = SamplingDefaults()
 

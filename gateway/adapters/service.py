@@ -129,11 +129,7 @@ class AdapterService:
             log.error("adapter folder %s skipped: %s", bad.folder, bad.message)
             self._count_failure("", bad.reason)
         for spec in result.valid:
-            try:
-                await self.load(spec, replace=True)
-            except GatewayError as exc:
-                log.error("adapter %s@%s failed to load: %s", spec.name, spec.version,
-                          exc.message)
+            await self._load_logged(spec, spec.path)
 
     async def reload_engine(self) -> None:
         """Loads every serving version again, after the engine restarted and lost them."""
@@ -171,11 +167,16 @@ class AdapterService:
             return
         if event.previous_name and event.previous_name != event.spec.name:
             await self.unload(event.previous_name)
+        await self._load_logged(event.spec, event.folder)
+
+    async def _load_logged(self, spec: AdapterSpec, folder: Path) -> None:
+        """Loads for the store (start-up, watcher): one bad adapter never stops the others."""
         try:
-            await self.load(event.spec, replace=True)
+            await self.load(spec, replace=True)
         except GatewayError as exc:
-            log.error("adapter %s from %s failed to load: %s", event.spec.name, event.folder,
-                      exc.message)
+            log.error("adapter %s from %s failed to load: %s", spec.name, folder, exc.message)
+        except Exception:
+            log.exception("adapter %s from %s failed to load", spec.name, folder)
 
     async def aclose(self) -> None:
         for task in list(self._retiring):
@@ -185,13 +186,17 @@ class AdapterService:
     async def _load_version(self, version: AdapterVersion, started: float) -> None:
         spec = version.spec
         try:
-            staged = await asyncio.to_thread(stage_adapter, spec, self.staging_root)
+            staged = await self._stage(spec)
             await self._engine_load(version.engine_id, staged)
-        except GatewayError as exc:
-            self.registry.mark_failed(version, ENGINE_ERROR, exc.message)
-            self._count_failure(spec.name, ENGINE_ERROR)
+        except BaseException as exc:
+            # Whatever went wrong (cancellation included), the version must not stay
+            # "loading": that would block the name for good.
+            reason = exc.reason.value if isinstance(exc, AdapterRejected) else ENGINE_ERROR
+            message = exc.message if isinstance(exc, GatewayError) else repr(exc)
+            self.registry.mark_failed(version, reason, message)
+            self._count_failure(spec.name, reason)
             log.error("adapter %s@%s (digest %s) failed to load: %s", spec.name, spec.version,
-                      spec.short_digest, exc.message)
+                      spec.short_digest, message)
             raise
         seconds = time.perf_counter() - started
         if not self.registry.mark_ready(version, seconds):
@@ -208,6 +213,18 @@ class AdapterService:
             task = asyncio.create_task(self._retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+
+    async def _stage(self, spec: AdapterSpec) -> Path:
+        """Copies the validated files where the engine loads them from."""
+        try:
+            return await asyncio.to_thread(stage_adapter, spec, self.staging_root)
+        except OSError as exc:
+            raise AdapterRejected(
+                RejectReason.MISSING_FILES,
+                f"the files of adapter {spec.name!r} changed or vanished while being staged "
+                f"({exc.strerror or exc}); load it again once its folder is complete",
+                path=spec.path,
+            ) from exc
 
     async def _retire(self, version: AdapterVersion) -> None:
         """Waits until no request uses ``version``, then unloads it from the engine."""

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from gateway.errors import GatewayError, InvalidRequest, NotFound, http_status
+from gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, http_status
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         error: GatewayError = NotFound(f"No route {request.method} {request.url.path}.")
         return envelope_response(error)
+    if exc.status_code == 413:
+        return envelope_response(PayloadTooLarge(str(exc.detail)))
     body = {"error": {"message": str(exc.detail), "param": None, "code": None,
                       "type": _STATUS_TYPES.get(exc.status_code, "invalid_request_error")}}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
@@ -45,9 +47,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    body = {"error": {"message": "The gateway hit an internal error; it has been logged.",
+    # Sent from outside the request-id middleware: the id is added here.
+    request_id = str(request.scope.get("state", {}).get("request_id", ""))
+    body = {"error": {"message": "The gateway hit an internal error; it has been logged "
+                                 f"with request id {request_id!r}.",
                       "type": "api_error", "param": None, "code": "internal_error"}}
-    return JSONResponse(body, status_code=500)
+    return JSONResponse(body, status_code=500, headers={"x-request-id": request_id})
 
 
 def _describe(errors: Any) -> InvalidRequest:

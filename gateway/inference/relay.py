@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ async def relay(
         if data == b"[DONE]":
             yield DONE
             return
-        event = json.loads(data)
-        if not isinstance(event, dict):
-            continue
+        event = _event(data)
         _observe(event, stats)
         if not keep_usage and "usage" in event:
             if not event.get("choices"):
@@ -75,6 +73,18 @@ async def relay(
             event["model"] = public_model
         stats.events += 1
         yield sse(event)
+
+
+def _event(data: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        raise UpstreamError("the engine sent a stream event that is not JSON") from exc
+    if not isinstance(event, dict) or not all(
+        isinstance(c, dict) for c in event.get("choices") or ()
+    ):
+        raise UpstreamError("the engine sent a stream event of an unknown shape")
+    return event
 
 
 def _observe(event: dict[str, Any], stats: StreamStats) -> None:

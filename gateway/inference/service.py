@@ -157,6 +157,12 @@ class InferenceService:
             raise InvalidRequest(
                 f"n={request.n} is above this gateway's limit of {self.limits.max_n}; "
                 "ask for fewer choices per request", param="n")
+        prompts = _prompt_count(request)
+        if prompts * request.n > self.limits.max_n:
+            raise InvalidRequest(
+                f"{prompts} prompts x n={request.n} make {prompts * request.n} completions, "
+                f"above this gateway's limit of {self.limits.max_n} per request; "
+                "send fewer prompts per request", param="prompt")
         limit = request.token_limit()
         if limit is not None and limit > self.limits.max_tokens:
             raise InvalidRequest(
@@ -193,6 +199,13 @@ class InferenceService:
         histogram = self.metrics.inter_token_latency.labels(adapter)
         for gap in stats.gaps:
             histogram.observe(gap)
+
+
+def _prompt_count(request: AnyRequest) -> int:
+    """How many prompts a text completion carries (a list of token ids is one prompt)."""
+    if isinstance(request, ChatCompletionRequest) or isinstance(request.prompt, str):
+        return 1
+    return 1 if isinstance(request.prompt[0], int) else len(request.prompt)
 
 
 def _engine_body(request: AnyRequest, target: ModelTarget) -> dict[str, Any]:

@@ -3,9 +3,8 @@
 Retries multiply engine load exactly when the engine does worst, so they are
 capped: within the last ``window_s`` seconds, retries may not exceed
 ``ratio`` times the requests seen, except that ``min_retries`` are always
-allowed so that a quiet gateway can still retry. One budget is meant for the
-whole gateway (all adapters share one engine); a per-adapter budget is just
-one instance per adapter.
+allowed so that a quiet gateway can still retry. The runner keeps one budget
+per adapter, so an adapter that deviates a lot spends only its own retries.
 
 Every call holds a lock and never awaits, so one instance is safe from the
 event loop and from worker threads alike.

@@ -34,13 +34,29 @@ GRAMMAR_UNSUPPORTED = frozenset({
 })
 
 
+# Keywords whose value maps names to subschemas, and keywords whose value is data:
+# neither their keys nor their data are keywords to strip.
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
+_DATA = frozenset({"enum", "const", "default", "examples", "required"})
+
+
 def grammar_schema(schema: Any) -> Any:
     """``schema`` without the keywords the grammar compiler cannot handle."""
-    if isinstance(schema, Mapping):
-        return {k: grammar_schema(v) for k, v in schema.items() if k not in GRAMMAR_UNSUPPORTED}
     if isinstance(schema, list):
         return [grammar_schema(item) for item in schema]
-    return schema
+    if not isinstance(schema, Mapping):
+        return schema
+    kept: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in GRAMMAR_UNSUPPORTED:
+            continue
+        if key in _DATA:
+            kept[key] = value
+        elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            kept[key] = {name: grammar_schema(sub) for name, sub in value.items()}
+        else:
+            kept[key] = grammar_schema(value)
+    return kept
 
 
 def constrained_fields(

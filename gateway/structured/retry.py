@@ -154,7 +154,7 @@ def next_strategy(
     strategy not yet used wins; once all were used, the last applicable one
     is repeated. ``extract`` makes no engine call and so does not count as an
     attempt. ``can_constrain`` is false where constrained decoding is not
-    available (or the answer already came from it).
+    available (a caller without a grammar backend).
     """
     if verdict.valid or attempt >= policy.max_attempts:
         return None

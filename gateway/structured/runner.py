@@ -138,6 +138,9 @@ class StructuredRunner:
     def budget(self, adapter_label: str) -> RetryBudget:
         """The retry budget of one adapter (``base`` for the base model)."""
         if adapter_label not in self._budgets:
+            # Budgets of adapters removed since are dropped: the dict stays bounded.
+            for stale in [k for k in self._budgets if k not in self.metrics.adapters]:
+                del self._budgets[stale]
             self._budgets[adapter_label] = RetryBudget(self.retry.budget)
         return self._budgets[adapter_label]
 
@@ -172,7 +175,7 @@ class StructuredRunner:
 
     def _inc(self, counter: Counter, *labels: str) -> None:
         if self.metrics.enabled:
-            counter.labels(*labels).inc()
+            self.metrics.child(counter, *labels).inc()
 
     def _count_check(self, labels: tuple[str, str], verdict: Verdict) -> None:
         self._inc(self.metrics.structured_checks, *labels)

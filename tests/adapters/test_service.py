@@ -18,7 +18,7 @@ from gateway.adapters.errors import AdapterNotFound, AdapterRejected, RejectReas
 from gateway.adapters.registry import AdapterRegistry
 from gateway.adapters.scan import scan
 from gateway.adapters.service import AdapterService
-from gateway.adapters.validation import AdapterPolicy
+from gateway.adapters.validation import AdapterPolicy, validate_folder
 from gateway.adapters.versions import VersionState
 from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
@@ -287,3 +287,21 @@ async def test_reload_engine_goes_on_past_adapters_that_cannot_come_back(
             await service.engine.aclose()
             service.engine = engine
     assert "beta@1 could not be loaded into the restarted engine" in caplog.text
+
+
+async def test_files_vanishing_before_staging_fail_the_version_not_the_name(
+    service: AdapterService, fake_engine: FakeEngine, store: Path
+) -> None:
+    folder = write_adapter(store / "vanishing", name="vanishing", version="1")
+    spec = validate_folder(folder, service.policy)
+    shutil.rmtree(folder)
+    with pytest.raises(AdapterRejected) as caught:
+        await service.load(spec)
+    assert caught.value.reason is RejectReason.MISSING_FILES
+    assert fake_engine.lora_calls == []
+    snapshot = service.registry.get("vanishing")
+    assert snapshot is not None and snapshot.versions[0].state == VersionState.FAILED
+    again = write_adapter(store / "vanishing", name="vanishing", version="2", seed=3)
+    reloaded, created = await service.load(validate_folder(again, service.policy), replace=True)
+    assert created and reloaded.public_version == "2"
+    assert [kind for kind, _ in fake_engine.lora_calls] == ["load"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -66,3 +67,26 @@ async def test_unknown_route(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/nothing")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_chunked_body_too_large(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "base-model", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 100_000
+        yield b'"}]}'
+
+    response = await client.post("/v1/chat/completions", content=chunks(),
+                                 headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+async def test_a_list_of_prompts_counts_against_max_n(client: httpx.AsyncClient,
+                                                      fake_engine: FakeEngine) -> None:
+    body = {"model": BASE_MODEL, "prompt": ["a"] * 200, "max_tokens": 5}
+    response = await client.post("/v1/completions", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "prompt"
+    assert fake_engine.requests == []

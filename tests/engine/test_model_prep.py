@@ -6,7 +6,6 @@ import json
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -69,9 +68,7 @@ def test_generation_config_stops_at_end_of_turn(converted: Path) -> None:
 
 def test_second_call_reuses_the_folder(converted: Path) -> None:
     marker_written = (converted / MARKER).stat().st_mtime_ns
-    started = time.monotonic()
     assert prepare_model(converted) == converted
-    assert time.monotonic() - started < 1.0
     assert (converted / MARKER).stat().st_mtime_ns == marker_written
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -67,19 +66,16 @@ def test_schema_must_be_plain_json() -> None:
     assert "not plain JSON" in rejected({"const": object()})
 
 
-def test_a_one_megabyte_schema_is_refused_quickly() -> None:
+def test_a_one_megabyte_schema_is_refused_by_size() -> None:
+    # How fast: benchmarks/bench_hostile_schemas.py.
     schema = {"type": "object", "description": "x" * 1_000_000}
-    started = time.perf_counter()
     message = rejected(schema)
-    assert time.perf_counter() - started < 0.1
     assert "1000034 bytes" in message and "limit is 65536" in message
 
 
-def test_a_one_megabyte_schema_of_many_parts_is_refused_quickly() -> None:
+def test_a_one_megabyte_schema_of_many_parts_is_refused_by_size() -> None:
     schema = {"type": "string", "enum": [f"value-{i:07d}" for i in range(80_000)]}
-    started = time.perf_counter()
     assert "bytes as compact JSON" in rejected(schema)
-    assert time.perf_counter() - started < 0.1
 
 
 def test_size_counts_utf8_bytes() -> None:
@@ -160,12 +156,11 @@ def test_catastrophic_patterns_are_refused() -> None:
     )
 
 
-def test_pattern_length_is_bounded_and_checked_quickly() -> None:
+@pytest.mark.timeout(30)  # a hang guard, not a speed target
+def test_pattern_length_is_bounded() -> None:
     hostile = "x".join(["\\d+"] * 250)  # many repeats, all separated: slow to analyse
     schema = {"properties": {f"p{i}": {"pattern": hostile} for i in range(4)}}
-    started = time.perf_counter()
     check_schema(schema, BOUNDS)
-    assert time.perf_counter() - started < 0.5
     schema["properties"]["p4"] = {"pattern": hostile}
     assert "exceed 4096 characters in all" in rejected(schema)
 

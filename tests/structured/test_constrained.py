@@ -59,3 +59,22 @@ def test_grammar_leaves_out_unsupported_keywords() -> None:
     sent = fields["response_format"]["format"]["json_schema"]
     assert "uniqueItems" not in sent["properties"]["tags"]
     assert tags["uniqueItems"] is True
+
+
+def test_grammar_keeps_properties_and_data_named_like_keywords() -> None:
+    from gateway.structured.constrained import grammar_schema
+
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"if": {"type": "string"}, "contains": {"type": "integer"},
+                       "tags": {"type": "array", "uniqueItems": True}},
+        "required": ["if", "contains"],
+        "additionalProperties": False,
+        "not": {"required": ["x"]},
+        "$defs": {"then": {"enum": [{"not": 1}]}},
+    }
+    sent = grammar_schema(schema)
+    assert set(sent["properties"]) == {"if", "contains", "tags"}
+    assert "uniqueItems" not in sent["properties"]["tags"]
+    assert sent["required"] == ["if", "contains"] and "not" not in sent
+    assert sent["$defs"]["then"]["enum"] == [{"not": 1}]
