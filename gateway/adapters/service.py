@@ -75,15 +75,15 @@ class AdapterService:
             plan = self.registry.begin_load(spec, replace=replace)
             if not plan.created:
                 await self.registry.wait_settled(plan.version)
-                return self._snapshot(spec.name), False
+                return self.snapshot(spec.name), False
             await self._load_version(plan.version, started)
-        return self._snapshot(spec.name), True
+        return self.snapshot(spec.name), True
 
     async def unload(self, name: str) -> AdapterSnapshot:
         """Stops serving ``name``: new requests get 404, running ones finish, then it unloads."""
-        self._snapshot(name)  # unknown names get 404 before a lock is made for them
+        self.snapshot(name)  # unknown names get 404 before a lock is made for them
         async with self._locks[name]:
-            before = self._snapshot(name)
+            before = self.snapshot(name)
             versions = self.registry.remove(name)
         self._update_loaded_gauge()
         await asyncio.gather(*(self._retire(v) for v in versions))
@@ -265,9 +265,7 @@ class AdapterService:
         return snapshot is not None and any(v.digest == spec.digest for v in snapshot.versions)
 
     def snapshot(self, name: str) -> AdapterSnapshot:
-        return self._snapshot(name)
-
-    def _snapshot(self, name: str) -> AdapterSnapshot:
+        """One adapter's listing; 404 for an unknown name."""
         snapshot = self.registry.get(name)
         if snapshot is None:
             raise AdapterNotFound(f"No adapter named {name!r}. GET /v1/adapters lists them.",
