@@ -64,15 +64,16 @@ async def _wire(
     await monitor.check()
     monitor.start()
     stack.push_async_callback(monitor.stop)
+    structured = build_structured_runner(settings.structured, gateway_metrics)
     adapter_service = AdapterService(
         AdapterRegistry(), adapter_policy(settings), engine, gateway_metrics,
         staging_root=settings.adapters.staging_dir,
         drain_timeout_s=settings.adapters.drain_timeout_s,
+        schema_names=structured.schemas.names,
     )
     stack.push_async_callback(adapter_service.aclose)
     await keep_store_loaded(adapter_service, monitor, settings.adapters, stack)
     targets = TargetResolver(settings.engine.model, adapter_service)
-    structured = build_structured_runner(settings.structured, gateway_metrics)
     app.state.engine = engine
     app.state.monitor = monitor
     app.state.adapters = adapter_service

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
@@ -41,6 +42,7 @@ class AdapterService:
         *,
         staging_root: Path,
         drain_timeout_s: float,
+        schema_names: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -48,6 +50,8 @@ class AdapterService:
         self.metrics = metrics
         self.staging_root = staging_root
         self.drain_timeout_s = drain_timeout_s
+        # The named schemas a manifest's serving.response_schema may refer to.
+        self.schema_names = schema_names
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._retiring: set[asyncio.Task[None]] = set()
         # Set once the start-up scan of the store is loaded: until then a store adapter
@@ -71,6 +75,7 @@ class AdapterService:
     ) -> tuple[AdapterSnapshot, bool]:
         """Loads a validated adapter and makes it public; (snapshot, created)."""
         started = started or time.perf_counter()
+        self._check_schema(spec)
         async with self._locks[spec.name]:
             plan = self.registry.begin_load(spec, replace=replace)
             if not plan.created:
@@ -213,6 +218,19 @@ class AdapterService:
             task = asyncio.create_task(self._retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
+
+    def _check_schema(self, spec: AdapterSpec) -> None:
+        """A manifest's default schema must exist, or every request to it would fail."""
+        wanted = spec.serving.response_schema
+        if wanted is None or self.schema_names is None or wanted in self.schema_names():
+            return
+        self._count_failure(spec.name, RejectReason.INVALID_MANIFEST)
+        raise AdapterRejected(
+            RejectReason.INVALID_MANIFEST,
+            f"adapter {spec.name!r} names serving.response_schema {wanted!r}, which is not a "
+            f"registered schema; add config/schemas/{wanted}.json or fix adapter.yaml",
+            path=spec.path,
+        )
 
     async def _stage(self, spec: AdapterSpec) -> Path:
         """Copies the validated files where the engine loads them from."""

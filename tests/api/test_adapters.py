@@ -504,3 +504,16 @@ async def test_a_removed_adapter_leaves_no_series_even_with_requests_in_flight(
     assert (await slow).status_code == 200
     samples = parse((await client.get("/metrics")).text)
     assert not [key for key in samples if ("adapter", "alpha") in key[1]]
+
+
+async def test_a_manifest_naming_an_unknown_schema_is_refused(
+    client: httpx.AsyncClient, store: Path, fake_engine: FakeEngine
+) -> None:
+    adapter(store, "typo", serving={"response_schema": "tickte", "validate_by_default": True})
+    response = await load(client, "typo")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_manifest" and "tickte" in error["message"]
+    assert fake_engine.lora_calls == []
+    adapter(store, "known", serving={"response_schema": "ticket"})
+    assert (await load(client, "known")).status_code == 201
