@@ -51,16 +51,9 @@ def settings(make_settings: SettingsFactory, store: Path, staging: Path) -> Sett
     return make_settings(adapters={"staging_dir": str(staging)})
 
 
-async def started(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway once its start-up scan of the store is done, so the scan races no test."""
-    async for client in start(app):
-        await asyncio.wait_for(app.state.adapters.store_loaded.wait(), 10)
-        yield client
-
-
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in started(app):
+    async for c in start(app):
         yield c
 
 
@@ -375,7 +368,7 @@ async def secured(make_settings: SettingsFactory, store: Path,
     keys = [{"name": "app", "scope": "user", "key": "user-secret"},
             {"name": "ops", "scope": "admin", "key": "admin-secret"}]
     app = create_app(make_settings(auth={"keys": keys}, adapters={"staging_dir": str(staging)}))
-    async for client in started(app):
+    async for client in start(app):
         yield client
 
 
@@ -411,7 +404,7 @@ async def watched(make_settings: SettingsFactory, store: Path,
                   staging: Path) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(adapters={"staging_dir": str(staging), "watch": True,
                                        "watch_debounce_ms": 50})
-    async for client in started(create_app(settings)):
+    async for client in start(create_app(settings)):
         yield client
 
 
