@@ -12,6 +12,7 @@ test:
 
 lint: setup
 	.venv/bin/ruff check gateway tests loadtests benchmarks
+	.venv/bin/lint-imports
 	.venv/bin/mypy
 
 bench: setup

@@ -36,6 +36,7 @@ from benchmarks._procs import MODEL, fake_engine, gateway
 from gateway.metrics import BASE, GatewayMetrics, render
 from gateway.structured.deviations import DeviationKind
 from gateway.structured.retry import Strategy
+from gateway.wiring.metrics import gateway_metrics
 from tests.servers import free_port
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Route this ticket."}],
@@ -122,18 +123,15 @@ def throughput(rounds: int, requests: int, clients: int) -> dict[str, list[Round
 
 def recording_us(metrics: GatewayMetrics, repeat: int = 20_000) -> float:
     """Microseconds the metrics of one non-streaming request take to record, in process."""
-    m = metrics
+    recorder = metrics.record
 
-    def record() -> None:  # as the middleware and the inference service do
-        in_flight = m.child(m.in_flight, BASE)
+    def record() -> None:  # as the target lease, the inference service and the middleware do
+        in_flight = recorder.in_flight(BASE)
         in_flight.inc()
-        m.child(m.upstream_duration, BASE, "chat").observe(0.0008)
-        m.child(m.prompt_tokens, BASE).inc(10)
-        m.child(m.completion_tokens, BASE).inc(20)
+        recorder.upstream(BASE, "chat", 0.0008)
+        recorder.tokens(BASE, 10, 20)
         in_flight.dec()
-        m.child(m.requests, BASE, "chat", "200").inc()
-        m.child(m.request_duration, BASE, "chat").observe(0.0012)
-        m.child(m.overhead, "chat").observe(0.0004)
+        recorder.request_finished("chat", BASE, 200, 0.0012, 0.0008)
 
     return min(timeit.repeat(record, number=repeat, repeat=5)) / repeat * 1e6
 
@@ -145,7 +143,7 @@ def _paired_ratio(on: list[float], off: list[float]) -> float:
 
 def populated(adapters: int = ADAPTERS) -> GatewayMetrics:
     """Metrics holding every series ``adapters`` adapters in full use produce."""
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     for schema in SCHEMAS:
         metrics.schemas.add(schema)
     for index in range(adapters):
@@ -198,7 +196,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
     ms, size, samples = scrape_ms(populated())
-    recording = recording_us(GatewayMetrics())
+    recording = recording_us(gateway_metrics())
     results = throughput(args.rounds, args.requests, args.clients)
     rates = {name: [r.per_second for r in rounds] for name, rounds in results.items()}
     cpu = {name: [r.cpu_us for r in rounds] for name, rounds in results.items()}

@@ -11,30 +11,27 @@ from fastapi import FastAPI
 
 from gateway.adapters.registry import AdapterRegistry
 from gateway.adapters.service import AdapterService
-from gateway.adapters.store import adapter_policy, keep_store_loaded
 from gateway.api import adapters, health, inference, metrics, models
 from gateway.api.errors import install_error_handlers
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.engine.client import EngineClient
-from gateway.engine.launch import start_embedded_engine
 from gateway.engine.monitor import EngineMonitor
 from gateway.inference.service import InferenceService
+from gateway.inference.structured import build_structured_runner
 from gateway.inference.targets import TargetResolver
-from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from gateway.structured.runner import build_structured_runner
+from gateway.wiring.engine import start_embedded_engine
+from gateway.wiring.metrics import gateway_metrics as build_metrics
+from gateway.wiring.store import adapter_policy, keep_store_loaded
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
     """Builds the gateway from its settings; nothing starts until the lifespan runs."""
-    gateway_metrics = GatewayMetrics(
-        latency_buckets=settings.metrics.latency_buckets or LATENCY_BUCKETS,
-        enabled=settings.metrics.enabled,
-        multiprocess_dir=settings.metrics.multiprocess_dir,
-    )
+    gateway_metrics = build_metrics(settings.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,41 +42,42 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="adapter-gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = gateway_metrics
-    app.state.auth = Authenticator(settings.auth.keys)
+    app.state.auth = Authenticator(settings.api_keys())
     install_error_handlers(app)
     for module in (inference, models, adapters, health, metrics):
         app.include_router(module.router)
     app.add_api_route(settings.metrics.engine_metrics_path, metrics.engine_metrics,
                       methods=["GET"], tags=["metrics"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=gateway_metrics)
+    app.add_middleware(RequestContextMiddleware, recorder=gateway_metrics.record)
     return app
 
 
 async def _wire(
     app: FastAPI, settings: Settings, gateway_metrics: GatewayMetrics, stack: AsyncExitStack
 ) -> None:
+    recorder = gateway_metrics.record
     engine = await _engine(settings, stack)
-    monitor = EngineMonitor(engine, gateway_metrics, settings.engine.health_interval_s)
+    monitor = EngineMonitor(engine, recorder, settings.engine.health_interval_s)
     await monitor.check()
     monitor.start()
     stack.push_async_callback(monitor.stop)
-    structured = build_structured_runner(settings.structured, gateway_metrics)
+    structured = build_structured_runner(settings.structured, recorder)
     adapter_service = AdapterService(
-        AdapterRegistry(), adapter_policy(settings), engine, gateway_metrics,
+        AdapterRegistry(), adapter_policy(settings), engine, recorder,
         staging_root=settings.adapters.staging_dir,
         drain_timeout_s=settings.adapters.drain_timeout_s,
         schema_names=structured.schemas.names,
     )
     stack.push_async_callback(adapter_service.aclose)
     await keep_store_loaded(adapter_service, monitor, settings.adapters, stack)
-    targets = TargetResolver(settings.engine.model, adapter_service)
+    targets = TargetResolver(settings.engine.model, recorder, adapter_service)
     app.state.engine = engine
     app.state.monitor = monitor
     app.state.adapters = adapter_service
     app.state.targets = targets
     app.state.started_at = int(time.time())
-    app.state.inference = InferenceService(engine, targets, settings.limits, gateway_metrics,
+    app.state.inference = InferenceService(engine, targets, settings.limits, recorder,
                                            structured)
     if not settings.auth_enabled:
         log.warning("no API keys configured: every endpoint is open to local callers")
@@ -88,7 +86,7 @@ async def _wire(
 async def _engine(settings: Settings, stack: AsyncExitStack) -> EngineClient:
     urls = settings.engine.urls
     if settings.engine.mode == "embedded":
-        urls = [await start_embedded_engine(settings, stack)]
+        urls = [await start_embedded_engine(settings.engine, stack)]
     engine = EngineClient(
         urls,
         connect_timeout=settings.engine.connect_timeout_s,

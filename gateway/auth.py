@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
-from gateway.config import ApiKey, Scope
 from gateway.errors import PermissionDenied, Unauthenticated
 
+Scope = Literal["user", "admin"]
 _RANK: dict[str, int] = {"user": 1, "admin": 2}
 
 
@@ -21,8 +23,9 @@ class Principal:
 class Authenticator:
     """Checks ``Authorization: Bearer <key>`` against the configured keys."""
 
-    def __init__(self, keys: list[ApiKey]) -> None:
-        self._keys = [(_digest(k.secret()), Principal(k.name, k.scope)) for k in keys]
+    def __init__(self, keys: Iterable[tuple[Principal, str]]) -> None:
+        """``keys``: each principal with its secret (read from the configuration once)."""
+        self._keys = [(_digest(secret), principal) for principal, secret in keys]
 
     @property
     def enabled(self) -> bool:

@@ -147,11 +147,11 @@ def _shared_engine(settings: Settings) -> Iterator[None]:
         return
     import asyncio
 
-    from gateway.engine.launch import spec_from
-    from gateway.engine.model_prep import default_model_dir, is_prepared, prepare_model
+    from gateway.engine.model_prep import is_prepared, prepare_model
     from gateway.engine.supervisor import VllmSupervisor
+    from gateway.wiring.engine import spec_from
 
-    model = settings.engine.model_path or default_model_dir()
+    model = settings.engine.model_folder()
     if not is_prepared(model):
         log.info("preparing the bundled model in %s (once; about a minute)", model)
         prepare_model(model)

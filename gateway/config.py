@@ -2,6 +2,8 @@
 
 This is the only module that reads the environment. Nested keys are overridden
 with ``__``: ``GATEWAY_ENGINE__MODE=remote``, ``GATEWAY_SERVER__PORT=9000``.
+Each domain declares its own section (``gateway.engine.settings``, ...); this module
+puts them together, and only the assembly code (``app``, ``cli``, ``wiring``) imports it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import ipaddress
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,26 +22,23 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gateway.adapters.validation import ValidationLimits
-from gateway.structured.bounds import SchemaBounds
-from gateway.structured.capture import CaptureSettings
-from gateway.structured.retry import RetrySettings
+from gateway._sections import LOOPBACK, PROJECT_ROOT, Section
+from gateway.adapters.settings import AdapterSettings
+from gateway.auth import Principal, Scope
+from gateway.engine.settings import EngineSettings
+from gateway.inference.settings import LimitSettings, StructuredSettings
+from gateway.metrics import MetricsSettings
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "gateway.yaml"
 CONFIG_ENV = "GATEWAY_CONFIG"
-LOOPBACK = "127.0.0.1"
 
-Scope = Literal["user", "admin"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["LOOPBACK", "AdapterSettings", "EngineSettings", "LimitSettings", "MetricsSettings",
+           "Settings", "StructuredSettings", "load_settings"]
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = LOOPBACK
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -47,7 +46,7 @@ class ServerSettings(_Section):
     log_level: str = "info"
 
 
-class ApiKey(_Section):
+class ApiKey(Section):
     name: str
     scope: Scope = "user"
     key: SecretStr | None = None
@@ -58,6 +57,9 @@ class ApiKey(_Section):
         if (self.key is None) == (self.key_env is None):
             raise ValueError(f"API key {self.name!r}: give exactly one of 'key' or 'key_env'")
         return self
+
+    def principal(self) -> Principal:
+        return Principal(self.name, self.scope)
 
     def secret(self) -> str:
         if self.key is not None:
@@ -71,70 +73,9 @@ class ApiKey(_Section):
         return value
 
 
-class AuthSettings(_Section):
+class AuthSettings(Section):
     keys: list[ApiKey] = []
     public_paths: list[str] = ["/health", "/ready", "/metrics", "/metrics/engine"]
-
-
-class EngineSettings(_Section):
-    mode: Literal["embedded", "remote"] = "embedded"
-    urls: list[str] = []
-    model: str = "SmolLM2-135M-Instruct"
-    model_path: Path | None = None
-    base_model_aliases: list[str] = ["HuggingFaceTB/SmolLM2-135M-Instruct"]
-    host: str = LOOPBACK
-    port: int = Field(0, ge=0, le=65535)
-    python: str | None = None
-    max_lora_rank: int = Field(16, ge=1, le=512)
-    max_loras: int = Field(8, ge=1, le=256)
-    max_cpu_loras: int | None = None
-    max_model_len: int = Field(2048, ge=128)
-    kv_cache_gib: int = Field(2, ge=1)
-    extra_args: list[str] = []
-    log_file: Path = PROJECT_ROOT / "var" / "vllm.log"
-    startup_timeout_s: float = Field(600.0, gt=0)
-    connect_timeout_s: float = Field(5.0, gt=0)
-    read_timeout_s: float = Field(300.0, gt=0)
-    health_interval_s: float = Field(5.0, gt=0)
-    max_connections: int = Field(256, ge=1)
-
-    @model_validator(mode="after")
-    def _remote_needs_urls(self) -> EngineSettings:
-        if self.mode == "remote" and not self.urls:
-            raise ValueError("engine.mode is 'remote' but engine.urls is empty; list the vLLM URLs")
-        return self
-
-
-class LimitSettings(_Section):
-    max_n: int = Field(8, ge=1)
-    max_tokens: int = Field(4096, ge=1)
-    max_messages: int = Field(256, ge=1)
-
-
-class AdapterSettings(_Section):
-    roots: list[Path] = Field([PROJECT_ROOT / "adapters"], min_length=1)
-    watch: bool = True
-    watch_debounce_ms: int = Field(1000, ge=50)
-    drain_timeout_s: float = Field(60.0, gt=0)
-    staging_dir: Path = PROJECT_ROOT / "var" / "adapter-staging"
-    base_model_config: Path | None = None
-    limits: ValidationLimits = ValidationLimits()
-
-
-class StructuredSettings(_Section):
-    schemas_dir: Path = PROJECT_ROOT / "config" / "schemas"
-    bounds: SchemaBounds = SchemaBounds()
-    retry: RetrySettings = RetrySettings()
-    on_exhausted: Literal["error", "flag"] = "error"
-    validate_adapter_defaults: bool = True
-    capture: CaptureSettings = CaptureSettings()
-
-
-class MetricsSettings(_Section):
-    enabled: bool = True
-    latency_buckets: list[float] | None = None
-    multiprocess_dir: Path | None = None
-    engine_metrics_path: str = "/metrics/engine"
 
 
 class Settings(BaseSettings):
@@ -170,6 +111,10 @@ class Settings(BaseSettings):
         if yaml_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
+
+    def api_keys(self) -> list[tuple[Principal, str]]:
+        """Every configured key with its secret; a key whose variable is unset is an error."""
+        return [(key.principal(), key.secret()) for key in self.auth.keys]
 
     @property
     def auth_enabled(self) -> bool:

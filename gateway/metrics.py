@@ -3,7 +3,12 @@
 Label values come only from bounded sets: registered adapters (or ``base``),
 registered schema names (or ``none``), the fixed deviation kinds, retry
 strategies and load-failure reasons. Anything else is folded into ``other`` by
-:class:`LabelGuard`.
+:class:`LabelGuard`. This module knows no domain: the fixed sets (deviation kinds,
+load-failure reasons) are handed in when the app is assembled.
+
+Callers record intents (``recorder.request_finished(...)``, ``recorder.deviation(...)``),
+never raw labelled children; with ``metrics.enabled: false`` the recorder of the
+request path is a no-op.
 
 With several worker processes every worker writes its values to files in one
 directory (prometheus_client's multiprocess mode, switched on by
@@ -17,7 +22,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,22 +37,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway._exposition import write_text
-from gateway.adapters.errors import RejectReason
-from gateway.errors import GatewayError
-from gateway.structured.deviations import DeviationKind
+from gateway._sections import Section
 
 MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
 
 OTHER = "other"
 BASE = "base"
 NO_SCHEMA = "none"
-
-# Loads the engine refused after the gateway accepted the folder: the engine client's error
-# codes (gateway/errors.py), next to the gateway's own RejectReason values.
-ENGINE_LOAD_FAILURE_REASONS: tuple[str, ...] = ("engine_error", "engine_unavailable",
-                                                "engine_timeout")
-LOAD_FAILURE_REASONS: tuple[str, ...] = (*(r.value for r in RejectReason),
-                                         *ENGINE_LOAD_FAILURE_REASONS)
 
 # From a few milliseconds (gateway overhead, cached answers) to minutes (long generations).
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -81,19 +77,28 @@ class LabelGuard:
         return value in self._allowed
 
 
-class MetricsMisconfigured(GatewayError):
-    """The multiprocess settings and prometheus_client's own mode disagree."""
+class MetricsSettings(Section):
+    """The ``metrics`` section."""
 
-    default_code = "metrics_misconfigured"
+    enabled: bool = True
+    latency_buckets: list[float] | None = None
+    multiprocess_dir: Path | None = None
+    engine_metrics_path: str = "/metrics/engine"
+
+
+class MetricsMisconfigured(ValueError):
+    """The multiprocess settings and prometheus_client's own mode disagree."""
 
 
 class GatewayMetrics:
     """The gateway's metrics, registered on one registry per app.
 
     ``enabled=False`` leaves the metrics declared (``/metrics`` still answers, with the
-    engine's readiness) but the request path records nothing: the middleware and the
-    services test ``enabled`` before touching a metric. ``multiprocess_dir`` is the directory
+    engine's readiness) but the request path records nothing: ``record`` is then a
+    :class:`NullRecorder`. ``multiprocess_dir`` is the directory
     the worker processes share (``metrics.multiprocess_dir``); ``None`` for one process.
+    ``deviation_kinds`` and ``load_failure_reasons`` are the fixed label sets of the
+    domains, handed in by the assembly code (see ``gateway.wiring.metrics``).
     """
 
     def __init__(
@@ -102,6 +107,9 @@ class GatewayMetrics:
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
         enabled: bool = True,
         multiprocess_dir: Path | None = None,
+        *,
+        deviation_kinds: Sequence[str] = (),
+        load_failure_reasons: Sequence[str] = (),
     ) -> None:
         _check_multiprocess_mode(multiprocess_dir)
         self.enabled = enabled
@@ -109,7 +117,8 @@ class GatewayMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.adapters = LabelGuard([BASE])
         self.schemas = LabelGuard([NO_SCHEMA])
-        self.load_failure_reasons = LabelGuard(LOAD_FAILURE_REASONS)
+        self.deviation_kinds = tuple(deviation_kinds)
+        self.load_failure_reasons = LabelGuard(load_failure_reasons)
         # Adapters forgotten in multiprocess mode: their values stay in the shared files.
         self._forgotten: set[str] = set()
         # Labelled children by metric and label values: labels() costs about a microsecond
@@ -117,8 +126,9 @@ class GatewayMetrics:
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._declare(tuple(latency_buckets))
         self._exposition = self._exposition_registry()
-        for reason in LOAD_FAILURE_REASONS:
+        for reason in load_failure_reasons:
             self.adapter_load_failures.labels(reason)
+        self.record: Recorder = Recorder(self) if enabled else NullRecorder(self)
 
     def _declare(self, buckets: tuple[float, ...]) -> None:
         r = self.registry
@@ -229,8 +239,8 @@ class GatewayMetrics:
         for counter in (self.structured_recoveries, self.structured_exhausted,
                         self.structured_budget_denied):
             self.child(counter, *pair)
-        for kind in DeviationKind:
-            self.child(self.structured_deviations, *pair, kind.value)
+        for kind in self.deviation_kinds:
+            self.child(self.structured_deviations, *pair, kind)
         self.child(self.structured_checks, *pair)
 
     def child(self, metric: MetricT, *labels: str) -> MetricT:
@@ -271,6 +281,171 @@ class GatewayMetrics:
         registry = CollectorRegistry()
         registry.register(_Aggregated(self.multiprocess_dir, self))
         return registry
+
+
+class InFlight(Protocol):
+    def inc(self) -> None: ...
+
+    def dec(self) -> None: ...
+
+
+class _NoInFlight:
+    def inc(self) -> None:
+        pass
+
+    def dec(self) -> None:
+        pass
+
+
+class Recorder:
+    """What the services and the middleware record, said by intent.
+
+    Label values are folded into their bounded sets here, so callers pass names as they
+    know them (an adapter, a schema) and never build labelled children themselves.
+    """
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._m = metrics
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        """The metrics recorded to (their registry, for reading values back)."""
+        return self._m
+
+    # Labels
+
+    def adapter_label(self, name: str | None) -> str:
+        return self._m.adapter_label(name)
+
+    def schema_label(self, name: str | None) -> str:
+        return self._m.schema_label(name)
+
+    def knows_adapter(self, label: str) -> bool:
+        return label in self._m.adapters
+
+    def register_schemas(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._m.schemas.add(name)
+
+    # The request path
+
+    def request_finished(
+        self, endpoint: str, adapter: str, status: int, total: float, upstream: float
+    ) -> None:
+        m = self._m
+        # Folded again: the adapter may have been removed while the request ran.
+        adapter = m.adapter_label(adapter)
+        m.child(m.requests, adapter, endpoint, str(status)).inc()
+        m.child(m.request_duration, adapter, endpoint).observe(total)
+        m.child(m.overhead, endpoint).observe(max(0.0, total - upstream))
+
+    def in_flight(self, adapter: str) -> InFlight:
+        """The in-flight gauge of one adapter label (the target lease holds it)."""
+        return self._m.child(self._m.in_flight, adapter)
+
+    def upstream(self, adapter: str, endpoint: str, seconds: float) -> None:
+        self._m.child(self._m.upstream_duration, adapter, endpoint).observe(seconds)
+
+    def tokens(self, adapter: str, prompt: int, completion: int) -> None:
+        m = self._m
+        m.child(m.prompt_tokens, adapter).inc(prompt)
+        m.child(m.completion_tokens, adapter).inc(completion)
+
+    def stream_timing(
+        self, adapter: str, time_to_first_token: float | None, gaps: Iterable[float]
+    ) -> None:
+        m = self._m
+        if time_to_first_token is not None:
+            m.child(m.time_to_first_token, adapter).observe(time_to_first_token)
+        histogram = m.child(m.inter_token_latency, adapter)
+        for gap in gaps:
+            histogram.observe(gap)
+
+    def structured_started(self, adapter: str, schema: str) -> None:
+        """A structured request of this pair: its zero series exist from now on."""
+        self._m.ensure_structured_series(adapter, schema)
+
+    def structured_check(self, adapter: str, schema: str, deviation: str | None) -> None:
+        """One answer checked; ``deviation`` is its kind, None when valid."""
+        m = self._m
+        m.child(m.structured_checks, adapter, schema).inc()
+        if deviation is not None:
+            m.child(m.structured_deviations, adapter, schema, deviation).inc()
+
+    def structured_retry(self, adapter: str, schema: str, strategy: str) -> None:
+        self._m.child(self._m.structured_retries, adapter, schema, strategy).inc()
+
+    def structured_budget_denied(self, adapter: str, schema: str) -> None:
+        self._m.child(self._m.structured_budget_denied, adapter, schema).inc()
+
+    def structured_recovered(self, adapter: str, schema: str) -> None:
+        self._m.child(self._m.structured_recoveries, adapter, schema).inc()
+
+    def structured_exhausted(self, adapter: str, schema: str) -> None:
+        self._m.child(self._m.structured_exhausted, adapter, schema).inc()
+
+    # Adapters and the engine: recorded even with metrics.enabled false (rare, cheap)
+
+    def adapter_loaded(self, name: str, seconds: float) -> None:
+        m = self._m
+        m.adapters.add(name)
+        m.adapter_loads.labels(name, "success").inc()
+        m.adapter_load_duration.labels(name).observe(seconds)
+
+    def adapter_load_failed(self, name: str, reason: str) -> None:
+        m = self._m
+        m.adapter_load_failures.labels(m.load_failure_label(reason)).inc()
+        m.adapter_loads.labels(m.adapter_label(name), "failure").inc()
+
+    def adapter_removed(self, name: str) -> None:
+        self._m.forget_adapter(name)
+
+    def adapters_served(self, count: int) -> None:
+        self._m.adapters_loaded.set(count)
+
+    def engine_ready(self, ready: bool) -> None:
+        self._m.engine_ready.set(1 if ready else 0)
+
+
+class NullRecorder(Recorder):
+    """``metrics.enabled: false``: the request path records nothing."""
+
+    def request_finished(
+        self, endpoint: str, adapter: str, status: int, total: float, upstream: float
+    ) -> None:
+        pass
+
+    def in_flight(self, adapter: str) -> InFlight:
+        return _NoInFlight()
+
+    def upstream(self, adapter: str, endpoint: str, seconds: float) -> None:
+        pass
+
+    def tokens(self, adapter: str, prompt: int, completion: int) -> None:
+        pass
+
+    def stream_timing(
+        self, adapter: str, time_to_first_token: float | None, gaps: Iterable[float]
+    ) -> None:
+        pass
+
+    def structured_started(self, adapter: str, schema: str) -> None:
+        pass
+
+    def structured_check(self, adapter: str, schema: str, deviation: str | None) -> None:
+        pass
+
+    def structured_retry(self, adapter: str, schema: str, strategy: str) -> None:
+        pass
+
+    def structured_budget_denied(self, adapter: str, schema: str) -> None:
+        pass
+
+    def structured_recovered(self, adapter: str, schema: str) -> None:
+        pass
+
+    def structured_exhausted(self, adapter: str, schema: str) -> None:
+        pass
 
 
 def render(metrics: GatewayMetrics) -> bytes:

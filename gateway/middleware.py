@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.errors import envelope_response
 from gateway.errors import PayloadTooLarge
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import Recorder
 from gateway.observation import attach
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def _request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Gives each request an id, returns it, and records its metrics once it ends."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, recorder: Recorder) -> None:
         self.app = app
-        self.metrics = metrics
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,8 +69,6 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = request_id
-                for key, value in observation.extra_headers.items():
-                    headers[key] = value
             await send(message)
 
         try:
@@ -81,18 +79,9 @@ class RequestContextMiddleware:
                             status, elapsed * 1000, observation.adapter)
             request_id_var.reset(token)
             endpoint = observation.endpoint or ENDPOINTS.get(scope["path"])
-            if endpoint is not None and self.metrics.enabled:
-                # Checked again: the adapter may have been removed while this request ran.
-                adapter = self.metrics.adapter_label(observation.adapter)
-                self._record(endpoint, adapter, status, elapsed, observation.upstream_seconds)
-
-    def _record(
-        self, endpoint: str, adapter: str, status: int, total: float, upstream: float
-    ) -> None:
-        m = self.metrics
-        m.child(m.requests, adapter, endpoint, str(status)).inc()
-        m.child(m.request_duration, adapter, endpoint).observe(total)
-        m.child(m.overhead, endpoint).observe(max(0.0, total - upstream))
+            if endpoint is not None:
+                self.recorder.request_finished(endpoint, observation.adapter, status, elapsed,
+                                               observation.upstream_seconds)
 
 
 class BodyLimitMiddleware:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Scope
@@ -20,7 +20,6 @@ class Observation:
     adapter: str = OTHER
     schema: str | None = None
     upstream_seconds: float = 0.0
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
     def add_upstream(self, seconds: float) -> None:
         self.upstream_seconds += seconds

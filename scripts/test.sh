@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: set up (with Prometheus), then lint, type-check and run the tests.
+# The test command: set up (with Prometheus), then lint, check the layers, type-check and run
+# the tests.
 #
 #   scripts/test.sh                      everything, including the real-vLLM tier
 #   scripts/test.sh -m "not integration" extra arguments go to pytest
@@ -11,6 +12,8 @@ scripts/setup.sh --with-prometheus
 
 echo "==> ruff"
 .venv/bin/ruff check gateway tests loadtests benchmarks
+echo "==> import-linter (the layers of docs/architecture.md)"
+.venv/bin/lint-imports
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"

@@ -11,15 +11,16 @@ import pytest
 from prometheus_client import Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.adapters.errors import RejectReason
+from gateway.adapters.errors import ENGINE_LOAD_FAILURE_REASONS, RejectReason
 from gateway.metrics import (
-    ENGINE_LOAD_FAILURE_REASONS,
     OTHER,
     GatewayMetrics,
     MetricsMisconfigured,
+    MetricsSettings,
     render,
 )
 from gateway.structured.deviations import DeviationKind
+from gateway.wiring.metrics import gateway_metrics
 from tests.metrics_reader import Samples, parse, value
 
 Worker = Callable[[int], GatewayMetrics]
@@ -53,7 +54,7 @@ def _families(text: str) -> list[tuple[str, str, str]]:
 
 
 def test_render_writes_what_prometheus_client_writes_less_created_series() -> None:
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     for adapter in ("support", 'we"ird\\na\nme'):
         metrics.adapters.add(adapter)
         metrics.ensure_structured_series(adapter, "none")
@@ -71,7 +72,7 @@ def test_render_writes_what_prometheus_client_writes_less_created_series() -> No
 
 
 def test_every_load_failure_reason_is_exported_at_zero() -> None:
-    samples = _samples(GatewayMetrics())
+    samples = _samples(gateway_metrics())
     reasons = [*(r.value for r in RejectReason), *ENGINE_LOAD_FAILURE_REASONS]
     for reason in reasons:
         assert samples[("gateway_adapter_load_failures_total",
@@ -80,14 +81,14 @@ def test_every_load_failure_reason_is_exported_at_zero() -> None:
 
 
 def test_an_unknown_load_failure_reason_folds_into_other() -> None:
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     assert metrics.load_failure_label("digest_mismatch") == "digest_mismatch"
     assert metrics.load_failure_label("engine_error") == "engine_error"
     assert metrics.load_failure_label("The lora adapter 'x' was not found") == OTHER
 
 
 def test_ensure_structured_series_creates_every_kind_at_zero() -> None:
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     metrics.ensure_structured_series("support", "ticket")
     samples = _samples(metrics)
     pair = {"adapter": "support", "schema": "ticket"}
@@ -100,7 +101,7 @@ def test_ensure_structured_series_creates_every_kind_at_zero() -> None:
 
 
 def test_ensure_structured_series_keeps_counts() -> None:
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     metrics.ensure_structured_series("support", "ticket")
     metrics.structured_deviations.labels("support", "ticket", "not_json").inc(3)
     metrics.ensure_structured_series("support", "ticket")
@@ -111,13 +112,13 @@ def test_ensure_structured_series_keeps_counts() -> None:
 
 
 def test_disabled_metrics_create_no_structured_series() -> None:
-    metrics = GatewayMetrics(enabled=False)
+    metrics = gateway_metrics(MetricsSettings(enabled=False))
     metrics.ensure_structured_series("support", "ticket")
     assert not any(name.startswith("gateway_structured") for name, _ in _samples(metrics))
 
 
 def test_forget_adapter_removes_every_series_of_that_adapter() -> None:
-    metrics = GatewayMetrics()
+    metrics = gateway_metrics()
     for adapter in ("support", "billing"):
         metrics.adapters.add(adapter)
         metrics.ensure_structured_series(adapter, "ticket")
@@ -143,7 +144,7 @@ def worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Worker:
     def build(pid: int) -> GatewayMetrics:
         value_class = values.MultiProcessValue(lambda: pid)  # type: ignore[no-untyped-call]
         monkeypatch.setattr(values, "ValueClass", value_class)
-        return GatewayMetrics(multiprocess_dir=tmp_path)
+        return gateway_metrics(MetricsSettings(multiprocess_dir=tmp_path))
 
     return build
 
@@ -205,12 +206,12 @@ def test_a_multiprocess_directory_needs_prometheus_client_in_multiprocess_mode(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(MetricsMisconfigured, match="PROMETHEUS_MULTIPROC_DIR was not set"):
-        GatewayMetrics(multiprocess_dir=tmp_path)
+        gateway_metrics(MetricsSettings(multiprocess_dir=tmp_path))
 
 
 def test_multiprocess_mode_needs_the_directory(worker: Worker, tmp_path: Path) -> None:
     worker(os.getpid())  # switches prometheus_client to multiprocess values
     with pytest.raises(MetricsMisconfigured, match="metrics.multiprocess_dir is not"):
-        GatewayMetrics()
+        gateway_metrics()
     with pytest.raises(MetricsMisconfigured, match="not a directory"):
-        GatewayMetrics(multiprocess_dir=tmp_path / "missing")
+        gateway_metrics(MetricsSettings(multiprocess_dir=tmp_path / "missing"))

@@ -75,3 +75,12 @@ class AdapterStateError(GatewayError):
     status_code = 500
     error_type = "api_error"
     default_code = "adapter_state_error"
+
+
+# Loads the engine refused after the gateway accepted the folder: the engine client's error
+# codes (gateway/errors.py), next to the gateway's own RejectReason values. Together they are
+# the bounded label set of ``gateway_adapter_load_failures_total{reason}``.
+ENGINE_LOAD_FAILURE_REASONS: tuple[str, ...] = ("engine_error", "engine_unavailable",
+                                                "engine_timeout")
+LOAD_FAILURE_REASONS: tuple[str, ...] = (*(r.value for r in RejectReason),
+                                         *ENGINE_LOAD_FAILURE_REASONS)

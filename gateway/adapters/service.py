@@ -13,22 +13,22 @@ from collections import defaultdict
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.adapters.errors import ENGINE_LOAD_FAILURE_REASONS, AdapterRejected, RejectReason
 from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
 from gateway.adapters.scan import ScanResult, scan
 from gateway.adapters.snapshots import AdapterSnapshot
 from gateway.adapters.staging import discard_staged, stage_adapter, staged_path
+from gateway.adapters.target import ModelTarget, TargetLease
 from gateway.adapters.validation import AdapterPolicy, AdapterSpec, validate_adapter
 from gateway.adapters.versions import AdapterVersion, VersionState
 from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
 from gateway.errors import AdapterNotFound, GatewayError, UpstreamError
-from gateway.inference.targets import ModelTarget
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
-ENGINE_ERROR = "engine_error"
+ENGINE_ERROR = ENGINE_LOAD_FAILURE_REASONS[0]
 _ALREADY_LOADED = "already been loaded"
 
 
@@ -38,7 +38,7 @@ class AdapterService:
         registry: AdapterRegistry,
         policy: AdapterPolicy,
         engine: EngineClient,
-        metrics: GatewayMetrics,
+        recorder: Recorder,
         *,
         staging_root: Path,
         drain_timeout_s: float,
@@ -47,7 +47,7 @@ class AdapterService:
         self.registry = registry
         self.policy = policy
         self.engine = engine
-        self.metrics = metrics
+        self.recorder = recorder
         self.staging_root = staging_root
         self.drain_timeout_s = drain_timeout_s
         # The named schemas a manifest's serving.response_schema may refer to.
@@ -94,29 +94,34 @@ class AdapterService:
         await asyncio.gather(*(self._retire(v) for v in versions))
         # Only now: requests still running when it was removed record under its label.
         if name not in self.registry.names():
-            self.metrics.forget_adapter(name)
+            self.recorder.adapter_removed(name)
             lock = self._locks.get(name)
             if lock is not None and not lock.locked():
                 del self._locks[name]
         log.info("adapter %s removed (%d versions)", name, len(versions))
         return before
 
-    def acquire(self, model: str) -> ModelTarget | None:
-        """The target for a request's ``model`` (``name`` or ``name@version``), or None."""
+    def acquire(self, model: str) -> TargetLease | None:
+        """A lease on the target of a request's ``model`` (``name`` or ``name@version``).
+
+        None when ``model`` names no adapter. The caller enters the lease at once.
+        """
         try:
             lease = self.registry.resolve(model)
         except AdapterNotFound:
             if self.registry.get(model.partition(PIN_SEPARATOR)[0]) is None:
                 return None  # not an adapter name: the resolver reports an unknown model
             raise  # a known adapter: its message lists the versions or the failed load
-        return ModelTarget(
+        label = self.recorder.adapter_label(lease.name)
+        target = ModelTarget(
             public_name=model,
             engine_model=lease.engine_id,
             adapter=lease.name,
+            label=label,
             version=lease.version,
             defaults=lease.spec.serving,
-            on_release=lease.release,
         )
+        return TargetLease(target, self.recorder.in_flight(label), lease.release)
 
     def public_names(self) -> list[tuple[str, str]]:
         listed = []
@@ -207,9 +212,7 @@ class AdapterService:
         if not self.registry.mark_ready(version, seconds):
             await self._engine_unload(version.engine_id)  # removed while it was loading
             return
-        self.metrics.adapters.add(spec.name)
-        self.metrics.adapter_loads.labels(spec.name, "success").inc()
-        self.metrics.adapter_load_duration.labels(spec.name).observe(seconds)
+        self.recorder.adapter_loaded(spec.name, seconds)
         old = self.registry.publish(version)
         self._update_loaded_gauge()
         log.info("adapter %s@%s (digest %s) live as %s in %.2f s", spec.name, spec.version,
@@ -291,8 +294,7 @@ class AdapterService:
         return snapshot
 
     def _count_failure(self, name: str, reason: RejectReason | str) -> None:
-        self.metrics.adapter_load_failures.labels(str(reason)).inc()
-        self.metrics.adapter_loads.labels(self.metrics.adapter_label(name), "failure").inc()
+        self.recorder.adapter_load_failed(name, str(reason))
 
     def _update_loaded_gauge(self) -> None:
-        self.metrics.adapters_loaded.set(len(self.public_names()))
+        self.recorder.adapters_served(len(self.public_names()))

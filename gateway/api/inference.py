@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.deps import InferenceDep, MonitorDep, ObservationDep, RequestIdDep, UserDep
-from gateway.inference.service import CHAT, COMPLETIONS, Answer
+from gateway.inference.call import CHAT, COMPLETIONS, Answer
 from gateway.protocol import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(tags=["inference"])
@@ -43,6 +43,7 @@ async def completions(
 
 
 def _respond(answer: Answer) -> Response:
-    if isinstance(answer, dict):
-        return JSONResponse(answer)
-    return StreamingResponse(answer, media_type="text/event-stream", headers=_SSE_HEADERS)
+    if isinstance(answer.body, dict):
+        return JSONResponse(answer.body, headers=answer.headers)
+    return StreamingResponse(answer.body, media_type="text/event-stream",
+                             headers={**_SSE_HEADERS, **answer.headers})

@@ -8,7 +8,7 @@ import logging
 
 from gateway.engine.client import EngineClient
 from gateway.errors import EngineUnavailable
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 class EngineMonitor:
     """Polls the engine's health in the background; ``ready`` is the last answer."""
 
-    def __init__(self, engine: EngineClient, metrics: GatewayMetrics, interval: float) -> None:
+    def __init__(self, engine: EngineClient, recorder: Recorder, interval: float) -> None:
         self.engine = engine
-        self.metrics = metrics
+        self.recorder = recorder
         self.interval = interval
         self.ready = False
         self.reason = "the engine has not answered yet"
@@ -59,4 +59,4 @@ class EngineMonitor:
                 self.became_ready.set()
         self.ready = ready
         self.reason = reason
-        self.metrics.engine_ready.set(1 if ready else 0)
+        self.recorder.engine_ready(ready)

@@ -5,53 +5,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from contextlib import AsyncExitStack
+from typing import Any
 
-from gateway.config import LimitSettings
+from gateway.adapters.target import ModelTarget
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.inference.call import Answer, AnyRequest, Call
 from gateway.inference.relay import StreamStats, error_event, relay
-from gateway.inference.targets import ModelTarget, TargetResolver
-from gateway.metrics import GatewayMetrics
+from gateway.inference.settings import LimitSettings
+from gateway.inference.structured import StructuredRunner
+from gateway.inference.targets import TargetResolver
+from gateway.metrics import Recorder
 from gateway.observation import Observation
-from gateway.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.protocol import ChatCompletionRequest
 
 log = logging.getLogger(__name__)
 
-AnyRequest = ChatCompletionRequest | CompletionRequest
-Answer = dict[str, Any] | AsyncIterator[bytes]
-
-CHAT = "chat"
-COMPLETIONS = "completions"
-PATHS = {CHAT: "/v1/chat/completions", COMPLETIONS: "/v1/completions"}
 ADAPTER_VERSION_HEADER = "x-adapter-version"
-
-
-@dataclass
-class Call:
-    """One request on its way through the gateway."""
-
-    endpoint: str
-    request: AnyRequest
-    target: ModelTarget
-    body: dict[str, Any]
-    observation: Observation
-    request_id: str
-
-    @property
-    def path(self) -> str:
-        return PATHS[self.endpoint]
-
-
-class StructuredRunner(Protocol):
-    """Answers calls that must come back as schema-valid JSON; None for free-text calls."""
-
-    async def answer(self, call: Call, forward: Forwarder) -> Answer | None: ...
-
-
-class Forwarder(Protocol):
-    async def __call__(self, call: Call, body: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class InferenceService:
@@ -60,13 +31,13 @@ class InferenceService:
         engine: EngineClient,
         targets: TargetResolver,
         limits: LimitSettings,
-        metrics: GatewayMetrics,
+        recorder: Recorder,
         structured: StructuredRunner | None = None,
     ) -> None:
         self.engine = engine
         self.targets = targets
         self.limits = limits
-        self.metrics = metrics
+        self.recorder = recorder
         self.structured = structured
 
     async def complete(
@@ -75,36 +46,33 @@ class InferenceService:
         """Answers one chat or text completion request (a dict, or SSE bytes when streaming)."""
         observation.endpoint = endpoint
         self._check_limits(request)
-        target = self.targets.acquire(request.model)
-        observation.adapter = self.metrics.adapter_label(target.adapter)
-        self._count_in_flight(target, observation.adapter)
-        if target.version:
+        lease = self.targets.acquire(request.model)
+        async with AsyncExitStack() as held:
+            target = await held.enter_async_context(lease)
+            observation.adapter = target.label
             # Tells clients which weights answered, across hot swaps (e.g. for a canary).
-            observation.extra_headers[ADAPTER_VERSION_HEADER] = target.version
-        call = Call(endpoint, request, target, _engine_body(request, target), observation,
-                    request_id)
-        try:
-            structured = await self._structured(call)
-        except BaseException:
-            target.release()
-            raise
-        if structured is not None:
-            target.release()
-            return structured
-        if request.stream:
-            return await _primed(self._stream(call))  # the stream releases the target
-        try:
-            answer = await self.forward(call, call.body)
-        finally:
-            target.release()
-        answer["model"] = target.public_name
+            headers = {ADAPTER_VERSION_HEADER: target.version} if target.version else {}
+            call = Call(endpoint, request, target, _engine_body(request, target), observation,
+                        request_id)
+            try:
+                answer = await self._answer(call, held)
+            except GatewayError as exc:
+                exc.headers = {**headers, **exc.headers}
+                raise
+        answer.headers = {**headers, **answer.headers}
         return answer
 
-    async def _structured(self, call: Call) -> Answer | None:
-        """A structured answer (every engine call done), or None for a free-text call."""
-        if self.structured is None:
-            return None
-        return await self.structured.answer(call, self.forward)
+    async def _answer(self, call: Call, held: AsyncExitStack) -> Answer:
+        if self.structured is not None:
+            structured = await self.structured.answer(call, self.forward)
+            if structured is not None:
+                return structured
+        if call.request.stream:
+            # The stream holds the lease from here on, and leaves it when it ends.
+            return Answer(await _primed(self._stream(call, held.pop_all())))
+        answer = await self.forward(call, call.body)
+        answer["model"] = call.target.public_name
+        return Answer(answer)
 
     async def forward(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         """Sends one non-streaming request to the engine and counts its tokens."""
@@ -116,41 +84,26 @@ class InferenceService:
         self._count_tokens(call, answer.get("usage"))
         return answer
 
-    async def _stream(self, call: Call) -> AsyncIterator[bytes]:
+    async def _stream(self, call: Call, lease: AsyncExitStack) -> AsyncIterator[bytes]:
         body = dict(call.body)
         client_wants_usage = bool(call.request.stream_options
                                   and call.request.stream_options.include_usage)
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         stats = StreamStats()
-        try:
-            async with self.engine.stream(call.path, body, call.request_id) as lines:
-                async for event in relay(lines, call.target.public_name, stats,
-                                         keep_usage=client_wants_usage):
-                    yield event
-        except GatewayError as exc:
-            if stats.events == 0:
-                raise
-            log.warning("stream %s broke: %s", call.request_id, exc.message)
-            yield error_event(exc)
-        finally:
-            call.target.release()
-            self._upstream_time(call, time.perf_counter() - stats.started)
-            self._record_stream(call, stats)
-
-    def _count_in_flight(self, target: ModelTarget, adapter: str) -> None:
-        """Counts the request in flight until its target is released (streams: at the end)."""
-        if not self.metrics.enabled:
-            return
-        gauge = self.metrics.child(self.metrics.in_flight, adapter)
-        gauge.inc()
-        release = target.on_release
-
-        def released() -> None:
-            gauge.dec()
-            if release is not None:
-                release()
-
-        target.on_release = released
+        async with lease:
+            try:
+                async with self.engine.stream(call.path, body, call.request_id) as lines:
+                    async for event in relay(lines, call.target.public_name, stats,
+                                             keep_usage=client_wants_usage):
+                        yield event
+            except GatewayError as exc:
+                if stats.events == 0:
+                    raise
+                log.warning("stream %s broke: %s", call.request_id, exc.message)
+                yield error_event(exc)
+            finally:
+                self._upstream_time(call, time.perf_counter() - stats.started)
+                self._record_stream(call, stats)
 
     def _check_limits(self, request: AnyRequest) -> None:
         if request.n > self.limits.max_n:
@@ -177,28 +130,16 @@ class InferenceService:
 
     def _upstream_time(self, call: Call, seconds: float) -> None:
         call.observation.add_upstream(seconds)
-        if self.metrics.enabled:
-            m = self.metrics
-            m.child(m.upstream_duration, call.observation.adapter, call.endpoint).observe(seconds)
+        self.recorder.upstream(call.target.label, call.endpoint, seconds)
 
     def _count_tokens(self, call: Call, usage: Any) -> None:
-        if not self.metrics.enabled or not isinstance(usage, dict):
-            return
-        adapter = call.observation.adapter
-        m = self.metrics
-        m.child(m.prompt_tokens, adapter).inc(int(usage.get("prompt_tokens") or 0))
-        m.child(m.completion_tokens, adapter).inc(int(usage.get("completion_tokens") or 0))
+        if isinstance(usage, dict):
+            self.recorder.tokens(call.target.label, int(usage.get("prompt_tokens") or 0),
+                                 int(usage.get("completion_tokens") or 0))
 
     def _record_stream(self, call: Call, stats: StreamStats) -> None:
         self._count_tokens(call, stats.usage)
-        if not self.metrics.enabled:
-            return
-        adapter = call.observation.adapter
-        if stats.time_to_first_token is not None:
-            self.metrics.time_to_first_token.labels(adapter).observe(stats.time_to_first_token)
-        histogram = self.metrics.inter_token_latency.labels(adapter)
-        for gap in stats.gaps:
-            histogram.observe(gap)
+        self.recorder.stream_timing(call.target.label, stats.time_to_first_token, stats.gaps)
 
 
 def _prompt_count(request: AnyRequest) -> int:

@@ -7,13 +7,10 @@ and, when every attempt failed, a 422 error that holds the last answer.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import UnprocessableAnswer
-from gateway.inference.relay import DONE, sse
 from gateway.structured.attempts import Answer
 from gateway.structured.deviations import Verdict
 from gateway.structured.retry import Strategy
@@ -116,26 +113,3 @@ class Outcome:
             headers=self.headers(),
         )
 
-
-async def as_stream(
-    response: dict[str, Any], chat: bool, include_usage: bool
-) -> AsyncIterator[bytes]:
-    """A validated answer as server-sent events: content, then the verdict, then [DONE]."""
-    base = {"id": response.get("id", ""), "created": response.get("created", int(time.time())),
-            "model": response["model"],
-            "object": "chat.completion.chunk" if chat else "text_completion"}
-    choice = response["choices"][0]
-    finish = choice.get("finish_reason")
-    if chat:
-        content = (choice.get("message") or {}).get("content")
-        first = {"index": 0, "delta": {"role": "assistant", "content": content},
-                 "finish_reason": None}
-        last = {"index": 0, "delta": {}, "finish_reason": finish}
-    else:
-        first = {"index": 0, "text": choice.get("text"), "finish_reason": None}
-        last = {"index": 0, "text": "", "finish_reason": finish}
-    yield sse({**base, "choices": [first]})
-    yield sse({**base, "choices": [last], EXTENSION: response[EXTENSION]})
-    if include_usage:
-        yield sse({**base, "choices": [], "usage": response["usage"]})
-    yield DONE

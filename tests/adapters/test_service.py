@@ -23,7 +23,7 @@ from gateway.adapters.versions import VersionState
 from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
 from gateway.errors import UpstreamError
-from gateway.metrics import GatewayMetrics
+from gateway.wiring.metrics import gateway_metrics
 from tests.adapter_factory import expected_digest, write_adapter
 from tests.adapters.conftest import SpecFactory
 from tests.fakes.engine import FakeEngine
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 def make_service(policy: AdapterPolicy, url: str, staging: Path,
                  drain_timeout_s: float = 5.0) -> AdapterService:
-    return AdapterService(AdapterRegistry(), policy, EngineClient([url]), GatewayMetrics(),
+    return AdapterService(AdapterRegistry(), policy, EngineClient([url]), gateway_metrics().record,
                           staging_root=staging, drain_timeout_s=drain_timeout_s)
 
 
@@ -53,7 +53,7 @@ async def service(policy: AdapterPolicy, engine_url: str,
 
 
 def failures(service: AdapterService, reason: str) -> float:
-    found = service.metrics.registry.get_sample_value(
+    found = service.recorder.metrics.registry.get_sample_value(
         "gateway_adapter_load_failures_total", {"reason": reason})
     return found or 0.0
 
@@ -84,8 +84,9 @@ async def test_load_path_stages_a_checked_copy_and_loads_it(
     engine_id = f"alpha--{expected_digest(folder)[:12]}"
     assert fake_engine.loras == {engine_id: str(staging / f"alpha--{expected_digest(folder)}")}
     target = service.acquire("alpha")
-    assert target is not None and target.engine_model == engine_id and target.version == "1"
-    target.release()
+    assert target is not None
+    assert target.target.engine_model == engine_id and target.target.version == "1"
+    await target.__aexit__(None, None, None)
 
 
 async def test_a_refused_folder_is_counted_and_reaches_no_engine(
@@ -128,9 +129,9 @@ async def test_unload_waits_for_requests_in_flight(
     assert service.public_names() == []
     with pytest.raises(AdapterNotFound, match="not being served"):
         service.acquire("alpha")
-    target.release()
+    await target.__aexit__(None, None, None)
     await unloading
-    assert unloads(fake_engine) == [target.engine_model]
+    assert unloads(fake_engine) == [target.target.engine_model]
     assert service.registry.list() == []
 
 
@@ -147,9 +148,9 @@ async def test_a_long_drain_warns_and_keeps_waiting(
             unloading = asyncio.create_task(service.unload("alpha"))
             await asyncio.sleep(0.3)
         assert "still has 1 requests" in caplog.text and not unloading.done()
-        target.release()
+        await target.__aexit__(None, None, None)
         await unloading
-        assert unloads(fake_engine) == [target.engine_model]
+        assert unloads(fake_engine) == [target.target.engine_model]
     finally:
         await service.engine.aclose()
 
@@ -200,7 +201,7 @@ async def test_a_swap_back_keeps_the_staged_copy_the_new_version_uses(
     await service.load(one, replace=True)
     await asyncio.sleep(0.1)
     assert unloads(fake_engine) == [f"alpha--{two.short_digest}"]
-    held.release()
+    await held.__aexit__(None, None, None)
     await eventually(lambda: versions(service, "alpha") == 1)
     await asyncio.sleep(0.1)  # a wrongly discarded copy would be gone by now
     assert unloads(fake_engine)[-1] == f"alpha--{one.short_digest}"
@@ -261,7 +262,7 @@ async def test_aclose_cancels_pending_retirements(
     await service.load(make_spec("alpha", seed=1, version="2"), replace=True)
     await service.aclose()
     assert held is not None
-    held.release()  # the cancelled retirement no longer waits for this
+    await held.__aexit__(None, None, None)  # the cancelled retirement no longer waits for this
     await asyncio.sleep(0.1)
     assert unloads(fake_engine) == []
 

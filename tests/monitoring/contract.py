@@ -12,7 +12,7 @@ import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import GatewayMetrics
+from gateway.wiring.metrics import gateway_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "config" / "prometheus"
@@ -45,7 +45,7 @@ class Family:
 
 def exported_families() -> dict[str, Family]:
     """Every metric a fresh GatewayMetrics exposes once each has seen one observation."""
-    metrics = GatewayMetrics(registry=CollectorRegistry(auto_describe=True))
+    metrics = gateway_metrics(registry=CollectorRegistry(auto_describe=True))
     for metric in vars(metrics).values():
         if isinstance(metric, Counter | Gauge | Histogram):
             _observe_once(metric)

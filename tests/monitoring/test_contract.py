@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway.metrics import GatewayMetrics
+from gateway.wiring.metrics import gateway_metrics
 from tests.monitoring.contract import exported_families, exported_samples
 
 
 def test_every_declared_metric_is_exported_once() -> None:
     declared = [
-        metric._name for metric in vars(GatewayMetrics()).values()
+        metric._name for metric in vars(gateway_metrics()).values()
         if isinstance(metric, Counter | Gauge | Histogram)
     ]
     assert len(declared) == len(set(declared)) == len(exported_families())

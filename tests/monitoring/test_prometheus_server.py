@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import BASE, GatewayMetrics, render
+from gateway.wiring.metrics import gateway_metrics
 from tests.monitoring.contract import load_dashboard, panel_exprs
 from tests.monitoring.prometheus_server import (
     PrometheusError,
@@ -70,7 +71,7 @@ def _handler(metrics: GatewayMetrics) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def gateway_target() -> Iterator[str]:
     """host:port of a server exposing a live GatewayMetrics like the gateway does."""
-    metrics = GatewayMetrics(registry=CollectorRegistry(auto_describe=True))
+    metrics = gateway_metrics(registry=CollectorRegistry(auto_describe=True))
     metrics.adapters.add("support-v1")
     metrics.schemas.add("invoice")
     metrics.engine_ready.set(1)  # as the gateway's engine monitor does once the engine answers

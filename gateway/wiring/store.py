@@ -11,10 +11,10 @@ from pathlib import Path
 
 from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.service import AdapterService
+from gateway.adapters.settings import AdapterSettings
 from gateway.adapters.validation import AdapterPolicy
 from gateway.adapters.watcher import AdapterWatcher
-from gateway.config import AdapterSettings, Settings
-from gateway.engine.model_prep import default_model_dir
+from gateway.config import Settings
 from gateway.engine.monitor import EngineMonitor
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def _base_config_path(settings: Settings) -> Path | None:
     if settings.adapters.base_model_config is not None:
         return settings.adapters.base_model_config
     if settings.engine.mode == "embedded":
-        return (settings.engine.model_path or default_model_dir()) / "config.json"
+        return settings.engine.model_folder() / "config.json"
     return None
 
 

@@ -1,23 +1,28 @@
-"""Answers structured requests: validate every answer, classify deviations, retry until valid."""
+"""Answers structured requests: validate every answer, classify deviations, retry until valid.
+
+The request side of structured outputs: it calls the engine (through the forwarder the
+inference service hands in) and uses the pure parts of ``gateway.structured`` to decide.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
-from gateway.config import StructuredSettings
 from gateway.errors import InvalidRequest
-from gateway.inference.service import CHAT, Answer, Call, Forwarder
-from gateway.metrics import GatewayMetrics
+from gateway.inference.call import CHAT, Answer, Call, Forwarder
+from gateway.inference.capture import ExampleCapture, chat_example, completion_example
+from gateway.inference.relay import DONE, sse
+from gateway.inference.settings import StructuredSettings
+from gateway.metrics import Recorder
 from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
-from gateway.structured.capture import ExampleCapture, chat_example, completion_example
 from gateway.structured.deviations import Verdict, check_document, classify
-from gateway.structured.outcome import Outcome, as_stream
+from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
     JSON_OBJECT,
     RequestedSchema,
@@ -48,7 +53,7 @@ class StructuredRunner:
         schemas: SchemaRegistry,
         cache: ValidatorCache,
         retry: RetrySettings,
-        metrics: GatewayMetrics,
+        recorder: Recorder,
         *,
         on_exhausted: str = "error",
         validate_adapter_defaults: bool = True,
@@ -60,7 +65,7 @@ class StructuredRunner:
         # One budget per adapter label (a bounded set): each adapter can at most multiply
         # its own load by 1 + ratio, and one that deviates a lot cannot spend the others'.
         self._budgets: dict[str, RetryBudget] = {}
-        self.metrics = metrics
+        self.recorder = recorder
         self.on_exhausted = on_exhausted
         self.validate_adapter_defaults = validate_adapter_defaults
         self.capture = capture
@@ -94,8 +99,8 @@ class StructuredRunner:
         if plan is None:
             return None
         chat = call.endpoint == CHAT
-        labels = (call.observation.adapter, self.metrics.schema_label(plan.schema.label))
-        self.metrics.ensure_structured_series(*labels)
+        labels = (call.target.label, self.recorder.schema_label(plan.schema.label))
+        self.recorder.structured_started(*labels)
         outcome = Outcome(plan.schema.name)
         first = attempts.first_body(call.body)
         body = first
@@ -139,7 +144,7 @@ class StructuredRunner:
         """The retry budget of one adapter (``base`` for the base model)."""
         if adapter_label not in self._budgets:
             # Budgets of adapters removed since are dropped: the dict stays bounded.
-            for stale in [k for k in self._budgets if k not in self.metrics.adapters]:
+            for stale in [k for k in self._budgets if not self.recorder.knows_adapter(k)]:
                 del self._budgets[stale]
             self._budgets[adapter_label] = RetryBudget(self.retry.budget)
         return self._budgets[adapter_label]
@@ -157,12 +162,12 @@ class StructuredRunner:
             return None
         if strategy.calls_engine and not budget.try_spend():
             outcome.budget_exhausted = True
-            self._inc(self.metrics.structured_budget_denied, *labels)
+            self.recorder.structured_budget_denied(*labels)
             log.warning("retry budget of %s spent: no retry for schema %s", labels[0],
                         plan.schema.name)
             return None
         outcome.strategies.append(strategy)
-        self._inc(self.metrics.structured_retries, *labels, strategy.value)
+        self.recorder.structured_retry(*labels, strategy.value)
         return strategy
 
     @staticmethod
@@ -173,44 +178,62 @@ class StructuredRunner:
             outcome.add_verdict(recovered, attempts.extracted_content(verdict))
         return recovered.valid
 
-    def _inc(self, counter: Counter, *labels: str) -> None:
-        if self.metrics.enabled:
-            self.metrics.child(counter, *labels).inc()
-
     def _count_check(self, labels: tuple[str, str], verdict: Verdict) -> None:
-        self._inc(self.metrics.structured_checks, *labels)
-        if not verdict.valid and verdict.kind is not None:
-            self._inc(self.metrics.structured_deviations, *labels, verdict.kind.value)
+        kind = None if verdict.valid or verdict.kind is None else verdict.kind.value
+        self.recorder.structured_check(*labels, kind)
 
     def _finish(
         self, call: Call, outcome: Outcome, labels: tuple[str, str], chat: bool
     ) -> Answer:
-        call.observation.extra_headers.update(outcome.headers())
         if outcome.valid and outcome.deviations:
-            self._inc(self.metrics.structured_recoveries, *labels)
+            self.recorder.structured_recovered(*labels)
         if not outcome.valid:
-            self._inc(self.metrics.structured_exhausted, *labels)
+            self.recorder.structured_exhausted(*labels)
             if self.on_exhausted == "error":
                 raise outcome.exhausted_error()
         response = outcome.response(call.target.public_name, chat)
         if not call.request.stream:
-            return response
+            return Answer(response, outcome.headers())
         options = call.request.stream_options
-        return as_stream(response, chat, bool(options and options.include_usage))
+        stream = as_stream(response, chat, bool(options and options.include_usage))
+        return Answer(stream, outcome.headers())
 
 
 def build_structured_runner(
-    settings: StructuredSettings, metrics: GatewayMetrics
+    settings: StructuredSettings, recorder: Recorder
 ) -> StructuredRunner:
     """Loads the named schemas and builds the runner; invalid schema files are logged."""
     cache = ValidatorCache(settings.bounds)
     schemas = SchemaRegistry.load(settings.schemas_dir, cache)
-    for name in (*schemas.names(), "inline", JSON_OBJECT):
-        metrics.schemas.add(name)
+    recorder.register_schemas((*schemas.names(), "inline", JSON_OBJECT))
     capture = ExampleCapture(settings.capture) if settings.capture.enabled else None
     return StructuredRunner(
-        schemas, cache, settings.retry, metrics,
+        schemas, cache, settings.retry, recorder,
         on_exhausted=settings.on_exhausted,
         validate_adapter_defaults=settings.validate_adapter_defaults,
         capture=capture,
     )
+
+
+async def as_stream(
+    response: dict[str, Any], chat: bool, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """A validated answer as server-sent events: content, then the verdict, then [DONE]."""
+    base = {"id": response.get("id", ""), "created": response.get("created", int(time.time())),
+            "model": response["model"],
+            "object": "chat.completion.chunk" if chat else "text_completion"}
+    choice = response["choices"][0]
+    finish = choice.get("finish_reason")
+    if chat:
+        content = (choice.get("message") or {}).get("content")
+        first = {"index": 0, "delta": {"role": "assistant", "content": content},
+                 "finish_reason": None}
+        last = {"index": 0, "delta": {}, "finish_reason": finish}
+    else:
+        first = {"index": 0, "text": choice.get("text"), "finish_reason": None}
+        last = {"index": 0, "text": "", "finish_reason": finish}
+    yield sse({**base, "choices": [first]})
+    yield sse({**base, "choices": [last], EXTENSION: response[EXTENSION]})
+    if include_usage:
+        yield sse({**base, "choices": [], "usage": response["usage"]})
+    yield DONE

@@ -7,20 +7,19 @@ import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from gateway.config import EngineSettings, Settings
-from gateway.engine.model_prep import default_model_dir, is_prepared, prepare_model
+from gateway.engine.model_prep import is_prepared, prepare_model
+from gateway.engine.settings import EngineSettings
 from gateway.engine.supervisor import VllmServerSpec, VllmSupervisor
 
 log = logging.getLogger(__name__)
 
 
-async def start_embedded_engine(settings: Settings, stack: AsyncExitStack) -> str:
+async def start_embedded_engine(engine: EngineSettings, stack: AsyncExitStack) -> str:
     """Starts the local vLLM server (stopped when ``stack`` closes); returns its URL.
 
     Returns as soon as the process runs: readiness is tracked by the engine monitor,
     so /health answers and /ready says "not ready" while the model loads.
     """
-    engine = settings.engine
     model = await _model_folder(engine)
     supervisor = VllmSupervisor(spec_from(engine, model))
     await supervisor.start()
@@ -48,7 +47,7 @@ def spec_from(engine: EngineSettings, model: Path) -> VllmServerSpec:
 
 
 async def _model_folder(engine: EngineSettings) -> Path:
-    target = engine.model_path or default_model_dir()
+    target = engine.model_folder()
     if not is_prepared(target):
         log.info("preparing the bundled model in %s (once; about a minute)", target)
         await asyncio.to_thread(prepare_model, target)

@@ -223,7 +223,7 @@ async def test_exhaustion_advice_fits_the_deviations(client: httpx.AsyncClient,
 
 async def test_each_adapter_spends_its_own_budget(make_settings: SettingsFactory,
                                                   fake_engine: FakeEngine) -> None:
-    from gateway.structured.runner import StructuredRunner
+    from gateway.inference.structured import StructuredRunner
 
     budget = {"ratio": 0.0, "window_s": 60, "min_retries": 1}
     app = create_app(make_settings(structured={"retry": {"budget": budget}}))

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.structured.capture import CaptureSettings, ExampleCapture, chat_example
+from gateway.inference.capture import CaptureSettings, ExampleCapture, chat_example
 from tests.conftest import BASE_MODEL, SettingsFactory, start
 from tests.fakes.engine import FakeEngine
 

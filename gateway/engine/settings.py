@@ -1,0 +1,44 @@
+"""The ``engine`` section: where vLLM runs and how the gateway talks to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from gateway._sections import LOOPBACK, PROJECT_ROOT, Section
+from gateway.engine.model_prep import default_model_dir
+
+
+class EngineSettings(Section):
+    mode: Literal["embedded", "remote"] = "embedded"
+    urls: list[str] = []
+    model: str = "SmolLM2-135M-Instruct"
+    model_path: Path | None = None
+    base_model_aliases: list[str] = ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    host: str = LOOPBACK
+    port: int = Field(0, ge=0, le=65535)
+    python: str | None = None
+    max_lora_rank: int = Field(16, ge=1, le=512)
+    max_loras: int = Field(8, ge=1, le=256)
+    max_cpu_loras: int | None = None
+    max_model_len: int = Field(2048, ge=128)
+    kv_cache_gib: int = Field(2, ge=1)
+    extra_args: list[str] = []
+    log_file: Path = PROJECT_ROOT / "var" / "vllm.log"
+    startup_timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(300.0, gt=0)
+    health_interval_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _remote_needs_urls(self) -> EngineSettings:
+        if self.mode == "remote" and not self.urls:
+            raise ValueError("engine.mode is 'remote' but engine.urls is empty; list the vLLM URLs")
+        return self
+
+    def model_folder(self) -> Path:
+        """The converted model an embedded engine serves: ``model_path``, or the bundled one."""
+        return self.model_path or default_model_dir()

@@ -1,0 +1,45 @@
+"""One request on its way through the gateway, and the answer it gets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.adapters.target import ModelTarget
+from gateway.observation import Observation
+from gateway.protocol import ChatCompletionRequest, CompletionRequest
+
+AnyRequest = ChatCompletionRequest | CompletionRequest
+
+CHAT = "chat"
+COMPLETIONS = "completions"
+PATHS = {CHAT: "/v1/chat/completions", COMPLETIONS: "/v1/completions"}
+
+
+@dataclass
+class Call:
+    """One request on its way through the gateway."""
+
+    endpoint: str
+    request: AnyRequest
+    target: ModelTarget
+    body: dict[str, Any]
+    observation: Observation
+    request_id: str
+
+    @property
+    def path(self) -> str:
+        return PATHS[self.endpoint]
+
+
+@dataclass
+class Answer:
+    """What the client gets: a JSON body or SSE bytes, and the headers that go with it."""
+
+    body: dict[str, Any] | AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Forwarder(Protocol):
+    async def __call__(self, call: Call, body: dict[str, Any]) -> dict[str, Any]: ...

@@ -1,0 +1,28 @@
+"""The request path's sections: ``limits`` and ``structured``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from gateway._sections import PROJECT_ROOT, Section
+from gateway.inference.capture import CaptureSettings
+from gateway.structured.bounds import SchemaBounds
+from gateway.structured.retry import RetrySettings
+
+
+class LimitSettings(Section):
+    max_n: int = Field(8, ge=1)
+    max_tokens: int = Field(4096, ge=1)
+    max_messages: int = Field(256, ge=1)
+
+
+class StructuredSettings(Section):
+    schemas_dir: Path = PROJECT_ROOT / "config" / "schemas"
+    bounds: SchemaBounds = SchemaBounds()
+    retry: RetrySettings = RetrySettings()
+    on_exhausted: Literal["error", "flag"] = "error"
+    validate_adapter_defaults: bool = True
+    capture: CaptureSettings = CaptureSettings()
