@@ -95,7 +95,8 @@ class StructuredRunner:
 
         None when the call asks for free text: the caller forwards it as it is.
         """
-        plan = self.plan(call)
+        # Compiling a client's schema and checking answers is CPU work: never on the event loop.
+        plan = await asyncio.to_thread(self.plan, call)
         if plan is None:
             return None
         chat = call.endpoint == CHAT
@@ -109,15 +110,15 @@ class StructuredRunner:
         while True:
             answer = attempts.Answer.of(await forward(call, body), chat)
             outcome.add_answer(answer)
-            verdict = classify(answer.content, answer.finish_reason, plan.schema.schema,
-                               answer.refusal)
+            verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
+                                              plan.schema.schema, answer.refusal)
             self._count_check(labels, verdict)
             outcome.add_verdict(verdict, answer.content)
             if verdict.valid:
                 break
             strategy = self._next(plan, outcome, verdict, labels, budget)
             if strategy is Strategy.EXTRACT:
-                if self._extract(outcome, verdict, plan):
+                if await asyncio.to_thread(self._extract, outcome, verdict, plan):
                     break
                 strategy = self._next(plan, outcome, verdict, labels, budget)
             if strategy is None:

@@ -63,9 +63,6 @@ class SchemaBounds(BaseModel):
     max_answer_chars: int = Field(
         65_536, ge=1, description="Longer answers are refused without being parsed."
     )
-    max_pattern_subject_chars: int = Field(
-        1_024, ge=1, description="Longer strings fail a `pattern` instead of being matched."
-    )
 
 
 @dataclass(frozen=True, slots=True)

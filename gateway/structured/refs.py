@@ -63,7 +63,8 @@ def _with_indexes(parts: tuple[str, ...], schema_paths: frozenset[Path]) -> Path
     """Reads numeric pointer segments as list indexes unless the names themselves fit."""
     if parts in schema_paths:
         return parts
-    return tuple(int(p) if p.isdigit() else p for p in parts)
+    # ASCII digits only: int() also reads "٣" as 3, which JSON Pointer does not.
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
 
 
 def check_cycles(sites: Sequence[RefSite]) -> None:

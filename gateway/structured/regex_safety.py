@@ -1,5 +1,10 @@
 """Finds regular expressions that can backtrack catastrophically.
 
+Answers are validated in linear time (``validation`` runs on jsonschema-rs and Rust's
+``regex`` engine), so this analysis no longer guards validation. It stays as a bound on
+what a client's schema may hand to the engine's grammar compiler (``constrained``
+retries compile the schema's patterns there), which the gateway cannot bound otherwise.
+
 Three rules. Applied to every repeated part ``(B)*``, ``(B)+`` or ``(B){n,m}``
 of a pattern (anything that may repeat more than once):
 
@@ -27,8 +32,7 @@ These are sufficient conditions for trouble judged conservatively: character
 sets are compared on a sample alphabet (ASCII plus a few non-ASCII letters,
 digits and spaces, case folded), and anything the analysis cannot see into
 counts as overlapping. What remains is at worst quadratic (one repeat, found
-anywhere in the string); validation bounds it by limiting the length of the
-strings checked against a pattern (``SchemaBounds.max_pattern_subject_chars``).
+anywhere in the string).
 
 The analysis reads Python's own regex parse tree (``re._parser``): JSON
 Schema patterns are ECMA-262 regexes, which Python parses the same way for

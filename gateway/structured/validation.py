@@ -1,27 +1,30 @@
 """Compiled validators, cached per schema digest.
 
-Validators are built once per schema (keyed by the sha256 of its canonical
-JSON) and kept in a bounded LRU cache. They honour ``$schema`` (JSON Schema
-2020-12 when absent) and check ``format`` with jsonschema's format checker
-(formats whose checker needs an optional package that is not installed, such
-as ``uri``, pass unchecked). Time spent on one answer is bounded: answers
-longer than ``SchemaBounds.max_answer_chars`` are refused before parsing, at
-most :data:`MAX_PROBLEMS` problems are collected, and strings longer than
-``max_pattern_subject_chars`` fail a ``pattern`` instead of being matched.
+Answers are validated with ``jsonschema-rs``: its regular expressions run on Rust's
+``regex`` engine, which matches in time linear in the subject (``^(a+)+$`` against
+50,000 characters takes well under a millisecond), so no ``pattern``,
+``patternProperties`` key or ``format: regex`` in a client's schema can stall the
+gateway, and checking a small ticket takes about a microsecond. Nothing is ever fetched:
+references are local (``bounds`` refuses the others) and the retriever refuses any URI.
+
+Validators are built once per schema (keyed by the sha256 of its canonical JSON) and kept
+in a bounded LRU cache. They honour ``$schema`` (JSON Schema 2020-12 when absent) and
+check ``format``. Time and memory spent on one answer are bounded: answers longer than
+``SchemaBounds.max_answer_chars`` are refused before parsing, documents nested deeper
+than :data:`MAX_DOCUMENT_DEPTH` are not handed to the native validator, at most
+:data:`MAX_PROBLEMS` problems are collected, and compiled regexes are size-capped.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import ValidationError
-from jsonschema.exceptions import best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import extend
+import jsonschema_rs
 
 from gateway.structured.bounds import (
     CheckedSchema,
@@ -30,11 +33,22 @@ from gateway.structured.bounds import (
     check_schema,
     digest_of,
 )
+from gateway.structured.errors import SchemaRejected
+from gateway.structured.walk import json_depth
 
 MAX_PROBLEMS = 10
 MAX_MESSAGE_CHARS = 300
 # The gateway's own keyword for a document too deep for the validator.
 TOO_DEEP = "x-max-depth"
+# Deeper documents are refused before validation: the native validator recurses per level,
+# and a stack overflow there would end the process, not raise.
+MAX_DOCUMENT_DEPTH = 128
+# Caps on one compiled regex (the regex crate's own limits, in bytes).
+_REGEX_SIZE_LIMIT = 1 << 20
+_REGEX_DFA_LIMIT = 2 << 20
+# Errors under these keywords only say that no branch matched: the branch's own error,
+# deeper in the document, tells more.
+_WEAK = frozenset({"anyOf", "oneOf"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +68,9 @@ class CompiledSchema:
 
     __slots__ = ("_checked", "_validator", "max_answer_chars")
 
-    def __init__(self, checked: CheckedSchema, validator: Validator, max_answer_chars: int) -> None:
+    def __init__(
+        self, checked: CheckedSchema, validator: jsonschema_rs.Validator, max_answer_chars: int
+    ) -> None:
         self._checked = checked
         self._validator = validator
         self.max_answer_chars = max_answer_chars
@@ -74,22 +90,36 @@ class CompiledSchema:
 
     def problems(self, instance: Any, limit: int = MAX_PROBLEMS) -> list[Problem]:
         """Why ``instance`` fails the schema, most relevant first; empty when valid."""
-        try:
-            errors = list(itertools.islice(self._validator.iter_errors(instance), limit))
-        except RecursionError:
-            return [Problem(TOO_DEEP, "$", "the document nests too deeply to be checked")]
-        if not errors:
+        if json_depth(instance, MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH:
+            return [Problem(TOO_DEEP, "$", f"the document nests more than {MAX_DOCUMENT_DEPTH} "
+                                           "levels deep to be checked")]
+        if self._validator.is_valid(instance):
             return []
-        best = best_match(errors)
-        ordered = [best, *(e for e in errors if e is not best)] if best in errors else errors
-        return [_problem(error) for error in ordered]
+        errors = list(itertools.islice(self._validator.iter_errors(instance), limit))
+        # Shallow before deep (more of the answer is wrong), "no branch matched" last.
+        errors.sort(key=lambda e: (_keyword(e) in _WEAK, len(e.instance_path)))
+        return [_problem(error) for error in errors]
 
 
-def _problem(error: ValidationError) -> Problem:
+def _keyword(error: jsonschema_rs.ValidationError) -> str:
+    path = error.schema_path
+    return str(path[-1]) if path else "schema"
+
+
+def _problem(error: jsonschema_rs.ValidationError) -> Problem:
     message = error.message
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-    return Problem(keyword=str(error.validator), path=error.json_path, message=message)
+    return Problem(keyword=_keyword(error), path=_json_path(error.instance_path),
+                   message=message)
+
+
+def _json_path(parts: Any) -> str:
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    raise ValueError(f"{uri} is not fetched: only references inside the schema are allowed")
 
 
 class ValidatorCache:
@@ -101,7 +131,8 @@ class ValidatorCache:
         self.bounds = bounds if bounds is not None else SchemaBounds()
         self._max_entries = max_entries
         self._entries: OrderedDict[str, CompiledSchema] = OrderedDict()
-        self._classes: dict[type[Validator], type[Validator]] = {}
+        # Schemas are compiled in worker threads (never on the event loop), several at once.
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -112,42 +143,34 @@ class ValidatorCache:
     def compile(self, schema: object) -> CompiledSchema:
         """The validator for ``schema``; raises ``SchemaRejected`` when it breaks a bound."""
         digest = digest_of(canonical_json(schema, self.bounds))
-        cached = self._entries.get(digest)
-        if cached is not None:
-            self._entries.move_to_end(digest)
-            return cached
-        compiled = self._build(check_schema(schema, self.bounds))
-        self._entries[digest] = compiled
-        if len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            cached = self._entries.get(digest)
+            if cached is not None:
+                self._entries.move_to_end(digest)
+                return cached
+        compiled = self._build(check_schema(schema, self.bounds))  # outside the lock: slow
+        with self._lock:
+            self._entries[digest] = compiled
+            if len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
         return compiled
 
     def _build(self, checked: CheckedSchema) -> CompiledSchema:
-        cls = self._bounded_class(checked.validator_class)
-        validator = cls(checked.schema, format_checker=cls.FORMAT_CHECKER)
-        return CompiledSchema(checked, validator, self.bounds.max_answer_chars)
-
-    def _bounded_class(self, base: type[Validator]) -> type[Validator]:
-        """``base`` with a ``pattern`` keyword that refuses overlong strings."""
-        if base not in self._classes:
-            pattern = _bounded_pattern(base, self.bounds.max_pattern_subject_chars)
-            self._classes[base] = extend(base, {"pattern": pattern})  # type: ignore[no-untyped-call]
-        return self._classes[base]
-
-
-def _bounded_pattern(base: type[Validator], max_chars: int) -> Any:
-    original = base.VALIDATORS["pattern"]
-
-    def pattern(
-        validator: Validator, regex: str, instance: object, schema: Mapping[str, Any]
-    ) -> Iterator[ValidationError]:
-        # Even a safe-looking regex can take quadratic time; long subjects are not matched.
-        if isinstance(instance, str) and len(instance) > max_chars:
-            yield ValidationError(
-                f"string of {len(instance)} characters is too long to check against "
-                f"pattern {regex[:100]!r} (at most {max_chars})"
+        try:
+            validator = jsonschema_rs.validator_for(
+                dict(checked.schema),
+                validate_formats=True,
+                retriever=_refuse_retrieval,
+                pattern_options=jsonschema_rs.RegexOptions(
+                    size_limit=_REGEX_SIZE_LIMIT, dfa_size_limit=_REGEX_DFA_LIMIT),
             )
-            return
-        yield from original(validator, regex, instance, schema)
-
-    return pattern
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError,
+                ValueError) as exc:
+            # Past the metaschema and the bounds, what is left is what the linear-time
+            # engine cannot run (look-arounds, back-references, oversized repeats).
+            message = getattr(exc, "message", None) or str(exc)
+            raise SchemaRejected(
+                f"the schema cannot be used: {message.splitlines()[0][:300]}; regular "
+                "expressions may not use look-arounds or back-references"
+            ) from exc
+        return CompiledSchema(checked, validator, self.bounds.max_answer_chars)

@@ -168,14 +168,14 @@ def test_prose_is_not_json(ticket: CompiledSchema) -> None:
     ("content", "keyword", "message"),
     [
         ('{"category": "billing", "priority": "high"}',
-         "required", "$: 'escalate' is a required property"),
+         "required", '$: "escalate" is a required property'),
         ('{"category": "billing", "priority": "high", "escalate": "yes"}',
-         "type", "$.escalate: 'yes' is not of type 'boolean'"),
+         "type", '$.escalate: "yes" is not of type "boolean"'),
         ('{"category": "refund", "priority": "high", "escalate": true}',
-         "enum", "$.category: 'refund' is not one of"),
+         "enum", '$.category: "refund" is not one of'),
         ('{"category": "billing", "priority": "high", "escalate": true, "reason": "x"}',
          "additionalProperties", "('reason' was unexpected)"),
-        ('"billing"', "type", "$: 'billing' is not of type 'object'"),
+        ('"billing"', "type", '$: "billing" is not of type "object"'),
     ],
 )
 def test_schema_violation(

@@ -24,8 +24,8 @@ def test_reask_messages_append_the_answer_and_the_problems(ticket: CompiledSchem
     assert messages[2] == {"role": "assistant", "content": ANSWER}
     assert messages[3]["role"] == "user"
     content = messages[3]["content"]
-    assert "- $.category: 'refunds' is not one of" in content
-    assert "- $: 'escalate' is a required property" in content
+    assert '- $.category: "refunds" is not one of' in content
+    assert '- $: "escalate" is a required property' in content
     assert "only the corrected JSON object" in content
     assert '"enum":["billing","technical"' in content  # the schema, compact
 
