@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.adapters.base_model import LAYER_PREFIX, BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.structured.regex_safety import catastrophic_reason
 
 CONFIG_FILE = "adapter_config.json"
 ALL_LINEAR = "all-linear"
+# How PEFT matches a rank_pattern or alpha_pattern key against a module's full name.
+PEFT_KEY_MATCH = r"(.*\.)?({})"
 MAX_PATTERN_LENGTH = 512
 # init_lora_weights values that only set the starting weights; others (PiSSA, OLoRA, LoftQ,
 # CorDA) change the base weights when PEFT loads the adapter, which vLLM cannot do.
 _PLAIN_INITS = frozenset({"gaussian", "eva", "orthogonal", "mica", "lora_ga"})
+# RE2's memory for one compiled module pattern.
+_RE2_MAX_MEM = 8 << 20
 _LAYER_RE = re.compile(rf"^{re.escape(LAYER_PREFIX)}\.(\d+)\.")
 
 
@@ -135,7 +142,7 @@ def targeted_modules(config: PeftLoraConfig, base: BaseModelSpec) -> frozenset[s
 def module_rank(config: PeftLoraConfig, module: str) -> int:
     """The rank PEFT gives ``module``: the first matching ``rank_pattern`` key, else ``r``."""
     for key, rank in (config.rank_pattern or {}).items():
-        if _fullmatch(rf"(.*\.)?({key})", module):
+        if _fullmatch(key, module, PEFT_KEY_MATCH):
             return rank
     return config.r
 
@@ -161,7 +168,19 @@ def _suffix(target: str, name: str) -> bool:
     return name == target or name.endswith("." + target)
 
 
-def _fullmatch(pattern: str, name: str) -> bool:
+def _fullmatch(pattern: str, name: str, template: str = "{}") -> bool:
+    return _module_pattern(pattern, template).fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _module_pattern(pattern: str, template: str) -> Any:
+    """A module pattern compiled for RE2, which matches in linear time.
+
+    PEFT applies these with Python's backtracking ``re``; here they come from a folder
+    anyone may drop into the store, and are matched while the gateway validates, so they
+    run on RE2 (no look-arounds or back-references). Patterns that could backtrack
+    catastrophically are refused as well: the engine applies them with Python's ``re``.
+    """
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise AdapterRejected(
             RejectReason.INVALID_CONFIG,
@@ -169,12 +188,33 @@ def _fullmatch(pattern: str, name: str) -> bool:
             "list the module names instead.",
         )
     try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error as exc:
+        reason = catastrophic_reason(pattern)
+        compiled = re2.compile(template.format(pattern), _re2_options())
+    except (re.error, re2.error, RecursionError, OverflowError) as exc:
         raise AdapterRejected(
             RejectReason.INVALID_CONFIG,
-            f"{CONFIG_FILE} has an invalid module pattern {pattern!r}: {exc}",
+            f"{CONFIG_FILE} has an invalid module pattern {pattern[:200]!r}: {_reason(exc)}; "
+            "module patterns may not use look-arounds or back-references",
         ) from exc
+    if reason:
+        raise AdapterRejected(
+            RejectReason.INVALID_CONFIG,
+            f"{CONFIG_FILE} has a module pattern {pattern[:200]!r} that can take exponential "
+            f"time to match: {reason}; list the module names instead",
+        )
+    return compiled
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = _RE2_MAX_MEM
+    return options
+
+
+def _reason(exc: BaseException) -> str:
+    detail = exc.args[0] if exc.args else exc
+    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
 def _unknown(detail: str, base: BaseModelSpec) -> AdapterRejected:

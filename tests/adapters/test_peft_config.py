@@ -67,6 +67,31 @@ def test_invalid_regex() -> None:
     assert info.value.reason is RejectReason.INVALID_CONFIG
 
 
+@pytest.mark.timeout(30)  # a hang guard: Python's re backtracks for hours on these
+@pytest.mark.parametrize("field", ["target_modules", "exclude_modules"])
+def test_module_patterns_are_matched_in_linear_time(field: str) -> None:
+    # Passes the catastrophic-pattern analysis, yet Python's re needs minutes per module name.
+    hostile = "((.+){1})+x"
+    if field == "target_modules":
+        with pytest.raises(AdapterRejected, match="matches no module"):
+            targeted_modules(config(target_modules=hostile), BASE)
+    else:
+        assert short(targeted_modules(config(exclude_modules=hostile), BASE)) == {"q_proj",
+                                                                                 "v_proj"}
+
+
+@pytest.mark.timeout(30)
+def test_rank_pattern_keys_are_matched_in_linear_time() -> None:
+    assert module_rank(config(rank_pattern={"((.+){1})+x": 4}), "model.layers.0.q_proj") == 8
+
+
+@pytest.mark.parametrize("pattern", ["(?=q)q_proj", "(q)\\1_proj", "(a+)+"])
+def test_module_patterns_that_could_stall_are_refused(pattern: str) -> None:
+    with pytest.raises(AdapterRejected) as refused:
+        targeted_modules(config(target_modules=pattern), BASE)
+    assert refused.value.reason is RejectReason.INVALID_CONFIG
+
+
 def test_rank_pattern() -> None:
     cfg = config(rank_pattern={"v_proj": 4})
     assert module_rank(cfg, "model.layers.3.self_attn.v_proj") == 4
