@@ -21,6 +21,7 @@ from gateway.inference.settings import StructuredSettings
 from gateway.metrics import Recorder
 from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
+from gateway.structured.decoding_fields import check_decoding_fields, has_decoding_fields
 from gateway.structured.deviations import Verdict, check_document, classify
 from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
@@ -73,6 +74,7 @@ class StructuredRunner:
     def plan(self, call: Call) -> Plan | None:
         """The schema and retry policy for ``call``, or None when it wants free text."""
         request = call.request
+        check_decoding_fields(call.body, self.cache)
         schema = resolve_response_format(request.response_format, self.schemas, self.cache)
         defaults = call.target.defaults
         if schema is None and defaults.response_schema and (
@@ -96,7 +98,8 @@ class StructuredRunner:
         None when the call asks for free text: the caller forwards it as it is.
         """
         # Compiling a client's schema and checking answers is CPU work: never on the event loop.
-        plan = await asyncio.to_thread(self.plan, call)
+        plan = (await asyncio.to_thread(self.plan, call) if has_decoding_fields(call.body)
+                else self.plan(call))
         if plan is None:
             return None
         chat = call.endpoint == CHAT

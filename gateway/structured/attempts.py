@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.structured.constrained import constrained_fields, constrained_max_tokens
+from gateway.structured.decoding_fields import DECODING_FIELDS
 from gateway.structured.deviations import Verdict
 from gateway.structured.reask import reask_messages, reask_prompt
 from gateway.structured.retry import Strategy
 
 # Fields that ask the engine for a format; the first attempt goes without them, so the
 # model's own adherence to the format is what gets measured.
-FORMAT_FIELDS = ("response_format", "structured_outputs", "guided_json")
+FORMAT_FIELDS = DECODING_FIELDS
 # Attempts are made whole (a verdict needs the complete answer); a stream is replayed after.
 STREAM_FIELDS = ("stream", "stream_options")
 _SEED_RANGE = 2**31 - 1
