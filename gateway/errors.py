@@ -100,6 +100,14 @@ class RateLimited(GatewayError):
     default_code = "rate_limited"
 
 
+class ClientClosedRequest(GatewayError):
+    """The client went away before its answer was ready; its engine work was cancelled."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    default_code = "client_closed_request"
+
+
 class UpstreamError(GatewayError):
     """The engine answered with a server error."""
 

@@ -75,6 +75,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
+            status = observation.failed_status or status
             access_log.info("%s %s %d %.1f ms adapter=%s", scope["method"], scope["path"],
                             status, elapsed * 1000, observation.adapter)
             request_id_var.reset(token)

@@ -20,6 +20,8 @@ class Observation:
     adapter: str = OTHER
     schema: str | None = None
     upstream_seconds: float = 0.0
+    # Set when a stream fails after its 200 went out: the status the failure would have had.
+    failed_status: int | None = None
 
     def add_upstream(self, seconds: float) -> None:
         self.upstream_seconds += seconds

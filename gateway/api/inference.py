@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from collections.abc import Awaitable
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.deps import InferenceDep, MonitorDep, ObservationDep, RequestIdDep, UserDep
+from gateway.errors import ClientClosedRequest
 from gateway.inference.call import CHAT, COMPLETIONS, Answer
 from gateway.protocol import ChatCompletionRequest, CompletionRequest
 
@@ -17,6 +21,7 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 @router.post("/v1/chat/completions")
 async def chat_completions(
     body: ChatCompletionRequest,
+    request: Request,
     service: InferenceDep,
     monitor: MonitorDep,
     observation: ObservationDep,
@@ -25,12 +30,14 @@ async def chat_completions(
 ) -> Response:
     """Creates a chat completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    return _respond(await service.complete(CHAT, body, observation, request_id))
+    answer = service.complete(CHAT, body, observation, request_id)
+    return _respond(await _unless_client_leaves(request, answer))
 
 
 @router.post("/v1/completions")
 async def completions(
     body: CompletionRequest,
+    request: Request,
     service: InferenceDep,
     monitor: MonitorDep,
     observation: ObservationDep,
@@ -39,7 +46,8 @@ async def completions(
 ) -> Response:
     """Creates a text completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    return _respond(await service.complete(COMPLETIONS, body, observation, request_id))
+    answer = service.complete(COMPLETIONS, body, observation, request_id)
+    return _respond(await _unless_client_leaves(request, answer))
 
 
 def _respond(answer: Answer) -> Response:
@@ -47,3 +55,26 @@ def _respond(answer: Answer) -> Response:
         return JSONResponse(answer.body, headers=answer.headers)
     return StreamingResponse(answer.body, media_type="text/event-stream",
                              headers={**_SSE_HEADERS, **answer.headers})
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[Answer]) -> Answer:
+    """``work``'s answer; cancelled (with the engine call and any retries) if the client
+    disconnects first. A stream is left to the server: it stops when sending fails."""
+    task = asyncio.ensure_future(work)
+    departed = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait({task, departed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        departed.cancel()
+        if not task.done():  # the client left (or the server is stopping)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientClosedRequest("The client closed the connection before the answer.")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read: what the server delivers next is the disconnect, if any.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -22,11 +22,15 @@ from gateway.errors import (
     EngineTimeout,
     EngineUnavailable,
     GatewayError,
+    RateLimited,
     UpstreamClientError,
     UpstreamError,
 )
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is told to wait when the engine is busy and did not say.
+DEFAULT_RETRY_AFTER = "5"
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
     except TimeoutError as exc:
         raise _timeout() from exc
     except aiohttp.ClientError as exc:
-        raise EngineUnavailable(f"the engine connection broke: {exc!r}") from exc
+        raise _cut_off(exc) from exc
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -176,17 +180,32 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     except TimeoutError as exc:
         raise _timeout() from exc
     except aiohttp.ClientError as exc:
-        raise EngineUnavailable(f"the engine stream broke: {exc!r}") from exc
+        raise _cut_off(exc) from exc
+
+
+def _cut_off(exc: aiohttp.ClientError) -> UpstreamError:
+    # The engine had answered and its answer broke off (a short body, a reset mid-stream):
+    # the same 502 wherever it happens.
+    return UpstreamError(f"the engine's answer was cut off: {exc!r}", code="engine_cut_off")
 
 
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     if response.status < 400:
         return
-    raise _error_from(response.status, await _read(response))
+    retry_after = response.headers.get("retry-after") or DEFAULT_RETRY_AFTER
+    raise error_from(response.status, await _read(response), retry_after)
 
 
-def _error_from(status: int, content: bytes) -> GatewayError:
+def error_from(status: int, content: bytes, retry_after: str = DEFAULT_RETRY_AFTER
+               ) -> GatewayError:
+    """The gateway's error for an engine's error answer (status and body)."""
     message, param, code = _parse_error(content)
+    wait = {"retry-after": retry_after}
+    if status == 503:
+        return EngineUnavailable(f"the engine is overloaded or not ready: {message}",
+                                 headers=wait)
+    if status == 429:
+        return RateLimited(f"the engine is rate limiting: {message}", headers=wait)
     if status >= 500:
         return UpstreamError(f"the engine failed: {message}", code="engine_error")
     return UpstreamClientError(status, message, param=param, code=code)

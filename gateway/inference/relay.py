@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.engine.client import error_from
 from gateway.errors import GatewayError, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ async def relay(
     """Yields the engine's events with ``model`` rewritten to the name the client used.
 
     The gateway always asks the engine for usage (to count tokens); the usage-only
-    event is passed on only when the client asked for it too.
+    event is passed on only when the client asked for it too. An error event from the
+    engine, or a stream that ends without ``[DONE]``, raises the matching GatewayError.
     """
     async for line in lines:
         if not line.startswith(b"data:"):
@@ -64,6 +66,7 @@ async def relay(
             yield DONE
             return
         event = _event(data)
+        _raise_if_error(event)
         _observe(event, stats)
         if not keep_usage and "usage" in event:
             if not event.get("choices"):
@@ -73,6 +76,21 @@ async def relay(
             event["model"] = public_model
         stats.events += 1
         yield sse(event)
+    raise UpstreamError("the engine's stream ended without [DONE]: the answer may be "
+                        "incomplete", code="engine_cut_off")
+
+
+def _raise_if_error(event: dict[str, Any]) -> None:
+    """vLLM reports a failure inside a stream as an event: ``{"error": {...}}`` (or, in
+    older versions, ``{"object": "error", ...}``)."""
+    error = event.get("error")
+    if not isinstance(error, dict):
+        if event.get("object") != "error":
+            return
+        error = event
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    raise error_from(status, json.dumps({"error": error}).encode())
 
 
 def _event(data: bytes) -> dict[str, Any]:

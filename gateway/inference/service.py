@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.adapters.target import ModelTarget
 from gateway.engine.client import EngineClient
-from gateway.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
 from gateway.inference.call import Answer, AnyRequest, Call
 from gateway.inference.relay import StreamStats, error_event, relay
 from gateway.inference.settings import LimitSettings
@@ -100,6 +100,7 @@ class InferenceService:
                 if stats.events == 0:
                     raise
                 log.warning("stream %s broke: %s", call.request_id, exc.message)
+                call.observation.failed_status = http_status(exc)
                 yield error_event(exc)
             finally:
                 self._upstream_time(call, time.perf_counter() - stats.started)

@@ -29,6 +29,11 @@ class FakeAnswer:
     prompt_tokens: int = 10
     completion_tokens: int | None = None
     status: int = 200
+    # Headers of an error answer (retry-after, ...).
+    headers: dict[str, str] = field(default_factory=dict)
+    # How a stream ends: "done" ([DONE]), "cut" (the body just ends after the content),
+    # or "error" (vLLM's own error event after the content, then [DONE]).
+    stream_end: str = "done"
 
 
 @dataclass
@@ -44,6 +49,9 @@ class FakeEngine:
     lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     healthy: bool = True
     streams_cancelled: int = 0
+    # Non-streaming requests whose client (the gateway) went away while they were delayed.
+    requests_cancelled: int = 0
+    request_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def enqueue(self, content: str, **kwargs: Any) -> None:
@@ -89,7 +97,12 @@ class FakeEngine:
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
         answer = self.answers.popleft() if self.answers else FakeAnswer(self.default_content)
         if answer.status != 200:
-            return _error(answer.status, answer.content, "BadRequestError", None)
+            return _error(answer.status, answer.content, "BadRequestError", None,
+                          answer.headers)
+        if answer.delay and not body.get("stream") and await _left(request, answer.delay):
+            self.requests_cancelled += 1
+            self.request_cancelled.set()
+            return Response(status_code=499)
         if answer.delay:
             await asyncio.sleep(answer.delay)
         if body.get("stream"):
@@ -142,6 +155,11 @@ class FakeEngine:
                 else {"index": 0, "text": piece, "finish_reason": finish}
             )
             yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [choice]})
+        if answer.stream_end == "cut":
+            return
+        if answer.stream_end == "error":
+            yield _sse({"error": {"object": "error", "message": "KV cache exhausted",
+                                  "type": "InternalServerError", "param": None, "code": 500}})
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = _usage(answer, 1)
             yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [],
@@ -196,6 +214,21 @@ def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
-def _error(status: int, message: str, kind: str, param: str | None) -> JSONResponse:
+def _error(status: int, message: str, kind: str, param: str | None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _left(request: Request, delay: float) -> bool:
+    """Waits ``delay`` seconds, like a slow engine; True if the client disconnected first."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(disconnected(), delay)
+    except TimeoutError:
+        return False
+    return True
