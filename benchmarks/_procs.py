@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.servers import wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,8 @@ def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subproce
     roots = tempfile.mkdtemp(prefix="bench-adapters-")
     config = {"server": {"port": port, "log_level": "info"},
               "engine": {"mode": "remote", "urls": [engine_url], "model": MODEL},
-              "adapters": {"watch": False, "roots": [roots]}, **settings}
+              "adapters": {"watch": False, "roots": [roots],
+                           "base_model_config": str(BUNDLED_BASE_CONFIG)}, **settings}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump(config, handle)
     try:

@@ -24,13 +24,20 @@ from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from gateway.wiring.engine import start_embedded_engine
 from gateway.wiring.metrics import gateway_metrics as build_metrics
-from gateway.wiring.store import adapter_policy, keep_store_loaded
+from gateway.wiring.store import (
+    adapter_policy,
+    base_model_config,
+    check_engine_model,
+    keep_store_loaded,
+)
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
     """Builds the gateway from its settings; nothing starts until the lifespan runs."""
+    if settings.engine.mode == "remote":
+        base_model_config(settings)  # a missing one is a start-up error, not a later surprise
     gateway_metrics = build_metrics(settings.metrics)
 
     @asynccontextmanager
@@ -39,7 +46,10 @@ def create_app(settings: Settings) -> FastAPI:
             await _wire(app, settings, gateway_metrics, stack)
             yield
 
-    app = FastAPI(title="adapter-gateway", version="0.1.0", lifespan=lifespan)
+    docs = settings.api_docs()
+    app = FastAPI(title="adapter-gateway", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.settings = settings
     app.state.metrics = gateway_metrics
     app.state.auth = Authenticator(settings.api_keys())
@@ -70,7 +80,9 @@ async def _wire(
         schema_names=structured.schemas.names,
     )
     stack.push_async_callback(adapter_service.aclose)
-    await keep_store_loaded(adapter_service, monitor, settings.adapters, stack)
+    engine_model = settings.engine.model, settings.engine.max_model_len
+    await keep_store_loaded(adapter_service, monitor, settings.adapters, stack,
+                            on_ready=lambda: check_engine_model(engine, *engine_model))
     targets = TargetResolver(settings.engine.model, recorder, adapter_service)
     app.state.engine = engine
     app.state.monitor = monitor
@@ -84,11 +96,13 @@ async def _wire(
 
 
 async def _engine(settings: Settings, stack: AsyncExitStack) -> EngineClient:
-    urls = settings.engine.urls
+    urls, key = settings.engine.urls, settings.engine_api_key()
     if settings.engine.mode == "embedded":
-        urls = [await start_embedded_engine(settings.engine, stack)]
+        url, key = await start_embedded_engine(settings.engine, stack)
+        urls = [url]
     engine = EngineClient(
         urls,
+        api_key=key,
         connect_timeout=settings.engine.connect_timeout_s,
         read_timeout=settings.engine.read_timeout_s,
         max_connections=settings.engine.max_connections,

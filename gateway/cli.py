@@ -29,6 +29,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_DIR_ENV = "GATEWAY_METRICS__MULTIPROCESS_DIR"
 ENGINE_MODE_ENV = "GATEWAY_ENGINE__MODE"
 ENGINE_URLS_ENV = "GATEWAY_ENGINE__URLS"
+ENGINE_KEY_ENV_ENV = "GATEWAY_ENGINE__API_KEY_ENV"
+# Holds the shared embedded engine's key for the workers (never passed to the engine).
+WORKER_ENGINE_KEY = "ADAPTER_GATEWAY_ENGINE_KEY"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,13 +152,14 @@ def _shared_engine(settings: Settings) -> Iterator[None]:
 
     from gateway.engine.model_prep import is_prepared, prepare_model
     from gateway.engine.supervisor import VllmSupervisor
-    from gateway.wiring.engine import spec_from
+    from gateway.wiring.engine import new_engine_key, spec_from
 
     model = settings.engine.model_folder()
     if not is_prepared(model):
         log.info("preparing the bundled model in %s (once; about a minute)", model)
         prepare_model(model)
-    supervisor = VllmSupervisor(spec_from(settings.engine, model))
+    key = new_engine_key()
+    supervisor = VllmSupervisor(spec_from(settings.engine, model, key))
     # The loop only runs to start and to stop the engine; the workers' monitors track it.
     loop = asyncio.new_event_loop()
     try:
@@ -163,6 +167,8 @@ def _shared_engine(settings: Settings) -> Iterator[None]:
         try:
             os.environ[ENGINE_MODE_ENV] = "remote"
             os.environ[ENGINE_URLS_ENV] = json.dumps([supervisor.base_url])
+            os.environ[WORKER_ENGINE_KEY] = key
+            os.environ[ENGINE_KEY_ENV_ENV] = WORKER_ENGINE_KEY
             log.info("engine for %d workers at %s (log: %s)", settings.server.workers,
                      supervisor.base_url, supervisor.log_file)
             yield

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -44,6 +44,7 @@ class ServerSettings(Section):
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     log_level: str = "info"
+    api_docs: Literal["auto", "on", "off"] = "auto"
 
 
 class ApiKey(Section):
@@ -93,6 +94,18 @@ class Settings(BaseSettings):
     structured: StructuredSettings = StructuredSettings()
     metrics: MetricsSettings = MetricsSettings()
 
+    @model_validator(mode="after")
+    def _timeout_covers_the_longest_answer(self) -> Settings:
+        # A non-streaming answer arrives in one piece, after the whole generation.
+        needed = self.limits.max_tokens / self.engine.min_tokens_per_s
+        if self.engine.read_timeout_s < needed:
+            raise ValueError(
+                f"engine.read_timeout_s is {self.engine.read_timeout_s:g} s, but an answer of "
+                f"limits.max_tokens={self.limits.max_tokens} tokens at "
+                f"engine.min_tokens_per_s={self.engine.min_tokens_per_s:g} takes {needed:.0f} s: "
+                f"raise read_timeout_s to at least {needed:.0f}, or lower max_tokens")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -115,6 +128,22 @@ class Settings(BaseSettings):
     def api_keys(self) -> list[tuple[Principal, str]]:
         """Every configured key with its secret; a key whose variable is unset is an error."""
         return [(key.principal(), key.secret()) for key in self.auth.keys]
+
+    def api_docs(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served (``auto``: without keys)."""
+        return self.server.api_docs == "on" or (
+            self.server.api_docs == "auto" and not self.auth_enabled)
+
+    def engine_api_key(self) -> str | None:
+        """The remote engine's API key, read from ``engine.api_key_env``."""
+        name = self.engine.api_key_env
+        if name is None:
+            return None
+        value = os.environ.get(name, "")
+        if not value:
+            raise ValueError(f"engine.api_key_env names {name!r}, which is unset or empty; "
+                             "export the vLLM servers' API key there or unset engine.api_key_env")
+        return value
 
     @property
     def auth_enabled(self) -> bool:

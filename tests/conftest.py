@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.fakes.engine import FakeEngine
 from tests.servers import serving
 
@@ -47,6 +48,7 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
         engine = {"mode": "remote", "urls": [engine_url], "model": BASE_MODEL,
                   "health_interval_s": 0.2, **sections.pop("engine", {})}
         adapters = {"roots": [str(tmp_path / "adapters")], "watch": False,
+                    "base_model_config": str(BUNDLED_BASE_CONFIG),
                     **sections.pop("adapters", {})}
         return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
 

@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import multiprocess
 
 from gateway.engine.model_prep import MARKER
+from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.metrics_reader import parse, value
 from tests.servers import free_port
 
@@ -98,7 +99,8 @@ def _gateway(tmp_path: Path, engine: dict[str, Any], metrics: dict[str, Any],
     config = {"server": {"port": port, "workers": WORKERS, "log_level": "warning"},
               "engine": {"model": MODEL, "health_interval_s": 0.2, **engine},
               "adapters": {"roots": [str(tmp_path / "adapters")], "watch": False,
-                           "staging_dir": str(tmp_path / "staging")},
+                           "staging_dir": str(tmp_path / "staging"),
+                           "base_model_config": str(BUNDLED_BASE_CONFIG)},
               "metrics": metrics}
     (tmp_path / "adapters").mkdir()
     config_file = tmp_path / "gateway.yaml"

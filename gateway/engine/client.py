@@ -56,6 +56,7 @@ class EngineClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 300.0,
         max_connections: int = 256,
+        api_key: str | None = None,
     ) -> None:
         if not urls:
             raise ValueError("EngineClient needs at least one engine URL")
@@ -65,6 +66,7 @@ class EngineClient:
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
         self._max_connections = max_connections
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -72,7 +74,8 @@ class EngineClient:
         # Created on first use, inside the running event loop that owns it.
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers=self._headers)
         return self._session
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from gateway.engine.model_prep import default_model_dir
 class EngineSettings(Section):
     mode: Literal["embedded", "remote"] = "embedded"
     urls: list[str] = []
+    api_key_env: str | None = None
     model: str = "SmolLM2-135M-Instruct"
     model_path: Path | None = None
     base_model_aliases: list[str] = ["HuggingFaceTB/SmolLM2-135M-Instruct"]
@@ -30,6 +31,9 @@ class EngineSettings(Section):
     startup_timeout_s: float = Field(600.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(300.0, gt=0)
+    # The slowest generation speed (tokens/s, one request under load) the timeouts must
+    # allow for: read_timeout_s has to cover limits.max_tokens at this speed.
+    min_tokens_per_s: float = Field(20.0, gt=0)
     health_interval_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, ge=1)
 

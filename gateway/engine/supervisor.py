@@ -26,6 +26,20 @@ from gateway.errors import EngineUnavailable
 logger = logging.getLogger(__name__)
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# What the engine inherits from the gateway's environment, and nothing else: the gateway's
+# own variables (API keys among them) never reach it.
+INHERITED_ENV = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LD_PRELOAD",
+    "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "TRITON_CACHE_DIR",
+    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES", "NCCL_DEBUG",
+})
+# Prefixes of the engine's own settings (vLLM, torch) that pass too.
+INHERITED_PREFIXES = ("LC_", "VLLM_", "TORCH", "CUDA_", "KMP_", "OMP_")
+# Never inherited, even under an allowed prefix: the gateway sets the engine's key itself.
+ENGINE_KEY_ENV = "VLLM_API_KEY"
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_BYTES = 4000
 
@@ -53,6 +67,8 @@ class VllmServerSpec:
     kv_cache_gib: int = 2
     extra_args: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The key the engine requires on its /v1 routes; only the gateway knows it.
+    api_key: str | None = field(default=None, repr=False)
     log_file: Path = Path("var/vllm.log")
     stop_grace_s: float = 20.0
     # Replaces `python -m vllm.entrypoints.openai.api_server`, e.g. for a wrapper script.
@@ -77,9 +93,13 @@ class VllmServerSpec:
         return [*args, *self.extra_args]
 
     def environment(self) -> dict[str, str]:
-        """The server's environment: ours, plus runtime LoRA loading and no hub access."""
+        """The server's environment: an allow-list of ours, plus runtime LoRA loading, no
+        hub access and the engine's API key."""
+        inherited = {k: v for k, v in os.environ.items() if _inherited(k)}
+        key = {ENGINE_KEY_ENV: self.api_key} if self.api_key else {}
         return {
-            **os.environ,
+            **inherited,
+            **key,
             "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
             "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
             "HF_HUB_OFFLINE": "1",
@@ -88,6 +108,12 @@ class VllmServerSpec:
             "DO_NOT_TRACK": "1",
             **self.extra_env,
         }
+
+
+def _inherited(name: str) -> bool:
+    if name == ENGINE_KEY_ENV:
+        return False
+    return name in INHERITED_ENV or name.startswith(INHERITED_PREFIXES)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

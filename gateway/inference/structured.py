@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UpstreamClientError
 from gateway.inference.call import CHAT, Answer, Call, Forwarder
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
 from gateway.inference.relay import DONE, sse
@@ -110,20 +110,33 @@ class StructuredRunner:
         body = first
         budget = self.budget(labels[0])
         budget.record_request()
+        strategy: Strategy | None = None
+        can_constrain = True
         while True:
-            answer = attempts.Answer.of(await forward(call, body), chat)
-            outcome.add_answer(answer)
-            verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
-                                              plan.schema.schema, answer.refusal)
-            self._count_check(labels, verdict)
-            outcome.add_verdict(verdict, answer.content)
-            if verdict.valid:
-                break
-            strategy = self._next(plan, outcome, verdict, labels, budget)
+            try:
+                response = await forward(call, body)
+            except UpstreamClientError as exc:
+                if strategy is not Strategy.CONSTRAINED:
+                    raise
+                # The engine could not compile the grammar: the other strategies may still
+                # get a valid answer, and the client asked for one, not for a grammar.
+                log.warning("the engine refused the grammar for schema %s (%s); trying the "
+                            "next strategy", plan.schema.name, exc.message[:200])
+                can_constrain = False
+            else:
+                answer = attempts.Answer.of(response, chat)
+                outcome.add_answer(answer)
+                verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
+                                                  plan.schema.schema, answer.refusal)
+                self._count_check(labels, verdict)
+                outcome.add_verdict(verdict, answer.content)
+                if verdict.valid:
+                    break
+            strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
             if strategy is Strategy.EXTRACT:
                 if await asyncio.to_thread(self._extract, outcome, verdict, plan):
                     break
-                strategy = self._next(plan, outcome, verdict, labels, budget)
+                strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
             if strategy is None:
                 break
             body = attempts.retry_body(strategy, first, answer, verdict,
@@ -160,8 +173,10 @@ class StructuredRunner:
         verdict: Verdict,
         labels: tuple[str, str],
         budget: RetryBudget,
+        can_constrain: bool = True,
     ) -> Strategy | None:
-        strategy = next_strategy(plan.policy, outcome.attempts, verdict, outcome.strategies)
+        strategy = next_strategy(plan.policy, outcome.attempts, verdict, outcome.strategies,
+                                 can_constrain=can_constrain)
         if strategy is None:
             return None
         if strategy.calls_engine and not budget.try_spend():

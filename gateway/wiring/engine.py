@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -14,23 +15,34 @@ from gateway.engine.supervisor import VllmServerSpec, VllmSupervisor
 log = logging.getLogger(__name__)
 
 
-async def start_embedded_engine(engine: EngineSettings, stack: AsyncExitStack) -> str:
-    """Starts the local vLLM server (stopped when ``stack`` closes); returns its URL.
+async def start_embedded_engine(
+    engine: EngineSettings, stack: AsyncExitStack
+) -> tuple[str, str]:
+    """Starts the local vLLM server (stopped when ``stack`` closes); its URL and API key.
+
+    The key is new for each start and known only to this process: no other local process
+    can load an adapter into the engine past the gateway's checks.
 
     Returns as soon as the process runs: readiness is tracked by the engine monitor,
     so /health answers and /ready says "not ready" while the model loads.
     """
     model = await _model_folder(engine)
-    supervisor = VllmSupervisor(spec_from(engine, model))
+    key = new_engine_key()
+    supervisor = VllmSupervisor(spec_from(engine, model, key))
     await supervisor.start()
     stack.push_async_callback(supervisor.stop)
     waiter = asyncio.create_task(_report_ready(supervisor, engine.startup_timeout_s))
     stack.callback(waiter.cancel)
-    return supervisor.base_url
+    return supervisor.base_url, key
 
 
-def spec_from(engine: EngineSettings, model: Path) -> VllmServerSpec:
+def new_engine_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def spec_from(engine: EngineSettings, model: Path, api_key: str | None = None) -> VllmServerSpec:
     return VllmServerSpec(
+        api_key=api_key,
         model=str(model),
         served_model_name=engine.model,
         host=engine.host,

@@ -6,38 +6,53 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from gateway._sections import PROJECT_ROOT
 from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.service import AdapterService
 from gateway.adapters.settings import AdapterSettings
 from gateway.adapters.validation import AdapterPolicy
 from gateway.adapters.watcher import AdapterWatcher
 from gateway.config import Settings
+from gateway.engine.client import EngineClient
 from gateway.engine.monitor import EngineMonitor
+from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
+
+# The bundled model's config.json, for a remote engine that serves it.
+BUNDLED_BASE_CONFIG = PROJECT_ROOT / "config" / "base-models" / "SmolLM2-135M-Instruct.json"
 
 
 def adapter_policy(settings: Settings) -> AdapterPolicy:
     """What adapters are checked against: the served base model and the engine's limits."""
     names = [settings.engine.model, *settings.engine.base_model_aliases]
-    config = _base_config_path(settings)
-    if config is not None and config.is_file():
-        base = BaseModelSpec.from_hf_config(json.loads(config.read_text()), names)
-    else:
-        base = BaseModelSpec.smollm2_135m(names)
+    config = base_model_config(settings)
+    base = BaseModelSpec.from_hf_config(json.loads(config.read_text()), names)
     return AdapterPolicy.build(settings.adapters.roots, base, settings.engine.max_lora_rank,
                                settings.adapters.limits)
 
 
-def _base_config_path(settings: Settings) -> Path | None:
-    if settings.adapters.base_model_config is not None:
-        return settings.adapters.base_model_config
-    if settings.engine.mode == "embedded":
-        return settings.engine.model_folder() / "config.json"
-    return None
+def base_model_config(settings: Settings) -> Path:
+    """The served base model's ``config.json``; a ValueError says how to fix a missing one.
+
+    Adapters are checked against its shapes: guessing them would refuse every adapter of
+    another base model.
+    """
+    configured = settings.adapters.base_model_config
+    if configured is None and settings.engine.mode == "remote":
+        raise ValueError(
+            "engine.mode is 'remote' but adapters.base_model_config is not set: point it at "
+            "the served base model's config.json (for the bundled model: "
+            f"{BUNDLED_BASE_CONFIG.relative_to(PROJECT_ROOT)})")
+    path = configured or settings.engine.model_folder() / "config.json"
+    if not path.is_file():
+        raise ValueError(f"the base model's config {path} does not exist; fix "
+                         "adapters.base_model_config (or prepare the embedded model)")
+    return path
 
 
 async def keep_store_loaded(
@@ -45,10 +60,14 @@ async def keep_store_loaded(
     monitor: EngineMonitor,
     settings: AdapterSettings,
     stack: AsyncExitStack,
+    on_ready: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Loads the store once the engine is ready (and again after it restarts); watches it."""
+    """Loads the store once the engine is ready (and again after it restarts); watches it.
+
+    ``on_ready`` runs first, once the engine answers (start-up checks against it).
+    """
     watcher = AdapterWatcher(service.policy, debounce_ms=settings.watch_debounce_ms)
-    task = asyncio.create_task(_serve_store(service, monitor, watcher, settings.watch),
+    task = asyncio.create_task(_serve_store(service, monitor, watcher, settings.watch, on_ready),
                                name="adapter-store")
 
     async def stop() -> None:
@@ -60,10 +79,13 @@ async def keep_store_loaded(
 
 
 async def _serve_store(
-    service: AdapterService, monitor: EngineMonitor, watcher: AdapterWatcher, watch: bool
+    service: AdapterService, monitor: EngineMonitor, watcher: AdapterWatcher, watch: bool,
+    on_ready: Callable[[], Awaitable[None]] | None,
 ) -> None:
     await monitor.became_ready.wait()
     monitor.became_ready.clear()
+    if on_ready is not None:
+        await on_ready()
     result = await asyncio.to_thread(watcher.initial_scan)
     await service.load_store(result)
     service.store_loaded.set()
@@ -85,3 +107,28 @@ async def _reload_after_restarts(service: AdapterService, monitor: EngineMonitor
         monitor.became_ready.clear()
         log.warning("the engine came back: loading every adapter into it again")
         await service.reload_engine()
+
+
+async def check_engine_model(engine: EngineClient, model: str, max_model_len: int) -> None:
+    """Logs an error when the engine does not serve ``model`` with the configured context.
+
+    The gateway's limits and timeouts assume ``engine.max_model_len``; an engine started
+    without ``--max-model-len`` takes the model's own (128k for Llama 3.1), which does not
+    fit a small GPU and makes long prompts behave unlike the configuration says.
+    """
+    try:
+        answer = await engine.get_raw(f"{engine.urls[0]}/v1/models")
+        cards = json.loads(answer.body).get("data") or []
+    except (GatewayError, ValueError, AttributeError) as exc:
+        log.error("could not read the engine's models to check max_model_len: %s", exc)
+        return
+    served = {card.get("id"): card for card in cards if isinstance(card, dict)}
+    if model not in served:
+        log.error("the engine does not serve %r (it serves %s); set engine.model to the "
+                  "engine's --served-model-name", model, sorted(map(str, served)))
+        return
+    reported = served[model].get("max_model_len")
+    if isinstance(reported, int) and reported != max_model_len:
+        log.error("the engine serves %r with max_model_len=%d, but engine.max_model_len is %d; "
+                  "start vLLM with --max-model-len %d or set engine.max_model_len to %d",
+                  model, reported, max_model_len, max_model_len, reported)

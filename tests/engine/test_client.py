@@ -53,3 +53,19 @@ async def test_a_dead_server_is_skipped() -> None:
             assert answer["choices"][0]["message"]["content"] == fake.default_content
         assert len(fake.requests) == 3
         await client.aclose()
+
+
+async def test_the_engine_key_is_sent_with_every_request() -> None:
+    fake = FakeEngine(api_key="engine-secret")
+    async with serving(fake.app) as url:
+        keyless = EngineClient([url])
+        with pytest.raises(UpstreamClientError) as refused:
+            await keyless.post("/v1/chat/completions", BODY)
+        assert refused.value.http_status == 401
+        keyed = EngineClient([url], api_key="engine-secret")
+        assert (await keyed.post("/v1/chat/completions", BODY))["choices"]
+        (load,) = await keyed.broadcast("/v1/load_lora_adapter", {"lora_name": "a",
+                                                                  "lora_path": "/x"})
+        assert load.status == 200
+        await keyless.aclose()
+        await keyed.aclose()

@@ -134,6 +134,23 @@ def test_environment_allows_runtime_lora_and_stays_offline() -> None:
     assert env["PATH"] == os.environ["PATH"]
 
 
+def test_environment_is_an_allow_list_and_carries_the_engine_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_ADMIN_KEY", "admin-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+    monkeypatch.setenv("VLLM_API_KEY", "inherited")
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "all")
+    env = VllmServerSpec(model="/m", served_model_name="s", api_key="fresh").environment()
+    assert "GATEWAY_ADMIN_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["VLLM_API_KEY"] == "fresh"
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "all"
+    keyless = VllmServerSpec(model="/m", served_model_name="s").environment()
+    assert "VLLM_API_KEY" not in keyless
+    assert "fresh" not in repr(VllmServerSpec(model="/m", served_model_name="s",
+                                              api_key="fresh"))
+
+
 async def test_starts_on_a_free_port_and_becomes_ready(
     fake_spec: SpecFactory, supervisors: list[VllmSupervisor]
 ) -> None:

@@ -48,6 +48,10 @@ class FakeEngine:
     loras: dict[str, str] = field(default_factory=dict)
     lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     healthy: bool = True
+    max_model_len: int = 2048
+    # When set, /v1 routes answer 401 without "Authorization: Bearer <api_key>", as vLLM's
+    # --api-key does.
+    api_key: str | None = None
     streams_cancelled: int = 0
     # Non-streaming requests whose client (the gateway) went away while they were delayed.
     requests_cancelled: int = 0
@@ -80,7 +84,8 @@ class FakeEngine:
 
     async def _models(self, request: Request) -> Response:
         names = [self.base_model, *self.loras]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "vllm"} for n in names]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "vllm",
+                 "max_model_len": self.max_model_len} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
@@ -89,7 +94,14 @@ class FakeEngine:
     async def _completions(self, request: Request) -> Response:
         return await self._answer(request, chat=False)
 
+    def _refused(self, request: Request) -> Response | None:
+        if self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}":
+            return None
+        return JSONResponse({"error": "Unauthorized"}, status_code=401)
+
     async def _answer(self, request: Request, *, chat: bool) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         body = await request.json()
         self.requests.append(body)
         model = body.get("model")
@@ -167,6 +179,8 @@ class FakeEngine:
         yield b"data: [DONE]\n\n"
 
     async def _load(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
         body = await request.json()
         self.lora_calls.append(("load", body))
         name = body.get("lora_name")

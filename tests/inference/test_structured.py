@@ -233,3 +233,29 @@ async def test_each_adapter_spends_its_own_budget(make_settings: SettingsFactory
         base, other = runner.budget("base"), runner.budget("ticket-router")
         assert base.try_spend() and not base.try_spend()
         assert other.try_spend()
+
+
+async def test_a_grammar_the_engine_refuses_moves_on_to_the_next_strategy(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.enqueue("Sure, here you go.")
+    fake_engine.enqueue("grammar compilation failed", status=400)
+    fake_engine.enqueue(TICKET)
+    body = _ticket_request(retry={"max_attempts": 3, "strategies": ["constrained", "reask"]})
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    verdict = response.json()["structured"]
+    assert verdict["valid"] and verdict["attempts"] == 2
+    assert verdict["strategies"] == ["constrained", "reask"]
+    assert "response_format" in fake_engine.requests[1]  # the constrained attempt
+
+
+async def test_a_refused_grammar_with_nothing_else_to_try_is_exhausted(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.enqueue("Sure, here you go.")
+    fake_engine.enqueue("grammar compilation failed", status=400)
+    body = _ticket_request(retry={"max_attempts": 3, "strategies": ["constrained"]})
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 422
+    assert len(fake_engine.requests) == 2

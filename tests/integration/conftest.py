@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,12 @@ class RealGateway:
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=120.0,
                             headers={"authorization": f"Bearer {ADMIN_KEY}"})
+
+    def engine_url(self) -> str:
+        """The embedded engine's own address, from the gateway's log."""
+        found = re.findall(r"engine started: pid=\d+ url=(\S+)", self.log.read_text())
+        assert found, "the gateway did not log its engine's address"
+        return str(found[-1])
 
     def close(self) -> None:
         for client in self._clients.values():
