@@ -101,12 +101,18 @@ def content_digest(files: Mapping[str, Path]) -> tuple[str, dict[str, int]]:
     Defined like ``sha256sum`` piped into itself: the SHA-256 of the lines
     ``"<sha256 of file>  <file name>\\n"``, files sorted by name.
     """
+    hashes, sizes = {}, {}
+    for name in files:
+        hashes[name], sizes[name] = _hash_file(files[name])
+    return listing_digest(hashes), sizes
+
+
+def listing_digest(hashes: Mapping[str, str]) -> str:
+    """The adapter's content digest from each file's sha256 (see :func:`content_digest`)."""
     listing = hashlib.sha256()
-    sizes = {}
-    for name in sorted(files):
-        file_hash, sizes[name] = _hash_file(files[name])
-        listing.update(f"{file_hash}  {name}\n".encode())
-    return listing.hexdigest(), sizes
+    for name in sorted(hashes):
+        listing.update(f"{hashes[name]}  {name}\n".encode())
+    return listing.hexdigest()
 
 
 def _hash_file(path: Path) -> tuple[str, int]:

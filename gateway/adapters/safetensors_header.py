@@ -15,11 +15,12 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
 
 DEFAULT_MAX_HEADER_BYTES = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
 METADATA_KEY = "__metadata__"
 
 # Byte-sized dtypes of the safetensors format; sub-byte ones (F4, F6) never occur in LoRA weights.
@@ -66,15 +67,22 @@ class _Corrupt(ValueError):
 
 
 def read_header(
-    path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    path: Path, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, hasher: Any = None
 ) -> SafetensorsHeader:
-    """Read and check the header of ``path``; any defect is a ``corrupt_weights`` rejection."""
+    """Read and check the header of ``path``; any defect is a ``corrupt_weights`` rejection.
+
+    With ``hasher`` (a ``hashlib`` object), the whole file goes through it in the same
+    read as the header: the digest is then of exactly the bytes that were checked, even if
+    the file is replaced meanwhile (the open handle keeps reading what it opened).
+    """
     try:
         with path.open("rb") as handle:
             file_bytes = os.fstat(handle.fileno()).st_size
             prefix = handle.read(8)
             length = _header_length(prefix, file_bytes, max_header_bytes)
             raw = handle.read(length)
+            if hasher is not None:
+                _hash_rest(handle, hasher, prefix + raw, file_bytes)
         if len(raw) != length:
             raise _Corrupt("the file ended inside its header")
         tensors, metadata = _parse(raw, file_bytes - 8 - length)
@@ -86,6 +94,18 @@ def read_header(
             path=path,
         ) from exc
     return SafetensorsHeader(tensors, metadata, length, file_bytes)
+
+
+def _hash_rest(handle: BinaryIO, hasher: Any, head: bytes, file_bytes: int) -> None:
+    hasher.update(head)
+    seen = len(head)
+    while chunk := handle.read(min(_CHUNK, file_bytes - seen + 1)):
+        seen += len(chunk)
+        if seen > file_bytes:
+            raise _Corrupt("the file grew while it was being read; let the copy finish")
+        hasher.update(chunk)
+    if seen != file_bytes:
+        raise _Corrupt("the file shrank while it was being read; let the copy finish")
 
 
 def _header_length(prefix: bytes, file_bytes: int, max_header_bytes: int) -> int:

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -135,8 +136,14 @@ def _validate(folder: Path, policy: AdapterPolicy, name: str | None) -> AdapterS
     raw_config = files.read_bounded(found[CONFIG_FILE], limits.max_config_bytes)
     config = parse_peft_config(raw_config, source=found[CONFIG_FILE])
     base_model = _check_config(config, manifest, policy)
-    summary = _check_weights(found[WEIGHTS_FILE], config, policy)
-    digest = _digest(found, manifest, weights_bytes)
+    # The digest is of the very bytes checked (config as parsed, weights as read with their
+    # header): staging copies the files and loads the copy only if its digest matches, so
+    # the engine loads exactly what was validated, whatever happens to the folder meanwhile.
+    weights_hash = hashlib.sha256()
+    summary, read_bytes = _check_weights(found[WEIGHTS_FILE], config, policy, weights_hash)
+    hashes = {CONFIG_FILE: hashlib.sha256(raw_config).hexdigest(),
+              WEIGHTS_FILE: weights_hash.hexdigest()}
+    digest = _digest(hashes, manifest, weights_bytes, read_bytes)
     return AdapterSpec(
         name=adapter_name,
         version=manifest.version if manifest else digest[:DIGEST_VERSION_LENGTH],
@@ -234,15 +241,20 @@ def _check_base(
     return manifest.base_model if manifest else from_config
 
 
-def _check_weights(path: Path, config: PeftLoraConfig, policy: AdapterPolicy) -> WeightsSummary:
+def _check_weights(
+    path: Path, config: PeftLoraConfig, policy: AdapterPolicy, hasher: Any
+) -> tuple[WeightsSummary, int]:
+    """What the weights adapt, and how many bytes of them were read (and hashed)."""
     targeted = targeted_modules(config, policy.base)
-    header = read_header(path, max_header_bytes=policy.limits.max_header_bytes)
-    return check_tensors(header, config, policy.base, targeted)
+    header = read_header(path, max_header_bytes=policy.limits.max_header_bytes, hasher=hasher)
+    return check_tensors(header, config, policy.base, targeted), header.file_bytes
 
 
-def _digest(found: dict[str, Path], manifest: AdapterManifest | None, weights_bytes: int) -> str:
-    digest, sizes = files.content_digest({name: found[name] for name in DIGEST_FILES})
-    if sizes[WEIGHTS_FILE] != weights_bytes:
+def _digest(
+    hashes: dict[str, str], manifest: AdapterManifest | None, weights_bytes: int, read_bytes: int
+) -> str:
+    digest = files.listing_digest(hashes)
+    if read_bytes != weights_bytes:
         raise AdapterRejected(
             RejectReason.CORRUPT_WEIGHTS,
             f"{WEIGHTS_FILE} changed while it was being checked; let the copy finish.",

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
+import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from gateway.adapters.validation import (
     validate_adapter,
     validate_folder,
 )
+from gateway.adapters.weights import WEIGHTS_FILE
 from tests.adapter_factory import SMOLLM2_HF_ID, expected_digest, write_adapter
 
 
@@ -287,3 +291,43 @@ def test_dangling_weights_symlink(store: Path, policy: AdapterPolicy) -> None:
     (folder / "adapter_model.safetensors").unlink()
     os.symlink(store / "gone.safetensors", folder / "adapter_model.safetensors")
     assert rejected("a", policy).reason is RejectReason.MISSING_FILES
+
+
+def test_the_digest_is_of_the_bytes_that_were_checked(store: Path, policy: AdapterPolicy,
+                                                     tmp_path: Path) -> None:
+    """Weights swapped during validation never yield a spec whose digest vouches for
+    unchecked bytes: the header is checked and hashed in one read."""
+    good = write_adapter(store / "alpha", name="alpha", num_layers=2)
+    good_weights = (good / WEIGHTS_FILE).read_bytes()
+    # The same size, one tensor renamed in the header: refused when checked.
+    bad_weights = good_weights.replace(b"q_proj.lora_A", b"x_proj.lora_A", 1)
+    assert bad_weights != good_weights and len(bad_weights) == len(good_weights)
+    good_digest = expected_digest(good)
+    variants = [tmp_path / "good.safetensors", tmp_path / "bad.safetensors"]
+    variants[0].write_bytes(good_weights)
+    variants[1].write_bytes(bad_weights)
+    stop = threading.Event()
+
+    def swap() -> None:  # atomic renames, as a copy tool or an attacker would do
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            scratch = good / f".swap-{i % 2}"
+            shutil.copyfile(variants[i % 2], scratch)
+            os.replace(scratch, good / WEIGHTS_FILE)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    accepted = 0
+    try:
+        for _ in range(300):
+            try:
+                spec = validate_folder(good, policy)
+            except AdapterRejected:
+                continue
+            accepted += 1
+            assert spec.digest == good_digest
+    finally:
+        stop.set()
+        swapper.join()
+    assert accepted  # the good weights were seen, and only they were accepted
