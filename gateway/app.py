@@ -17,12 +17,13 @@ from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.engine.client import EngineClient
 from gateway.engine.monitor import EngineMonitor
+from gateway.engine.supervisor import VllmSupervisor
 from gateway.inference.service import InferenceService
 from gateway.inference.structured import build_structured_runner
 from gateway.inference.targets import TargetResolver
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from gateway.wiring.engine import start_embedded_engine
+from gateway.wiring.engine import keep_engine, start_embedded_engine
 from gateway.wiring.metrics import gateway_metrics as build_metrics
 from gateway.wiring.store import (
     adapter_policy,
@@ -67,11 +68,13 @@ async def _wire(
     app: FastAPI, settings: Settings, gateway_metrics: GatewayMetrics, stack: AsyncExitStack
 ) -> None:
     recorder = gateway_metrics.record
-    engine = await _engine(settings, stack)
+    engine, supervisor = await _engine(settings, stack)
     monitor = EngineMonitor(engine, recorder, settings.engine.health_interval_s)
     await monitor.check()
     monitor.start()
     stack.push_async_callback(monitor.stop)
+    app.state.keeper = (None if supervisor is None
+                        else keep_engine(supervisor, monitor, recorder, settings.engine, stack))
     structured = build_structured_runner(settings.structured, recorder)
     adapter_service = AdapterService(
         AdapterRegistry(), adapter_policy(settings), engine, recorder,
@@ -95,11 +98,14 @@ async def _wire(
         log.warning("no API keys configured: every endpoint is open to local callers")
 
 
-async def _engine(settings: Settings, stack: AsyncExitStack) -> EngineClient:
+async def _engine(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[EngineClient, VllmSupervisor | None]:
     urls, key = settings.engine.urls, settings.engine_api_key()
+    supervisor = None
     if settings.engine.mode == "embedded":
-        url, key = await start_embedded_engine(settings.engine, stack)
-        urls = [url]
+        supervisor, key = await start_embedded_engine(settings.engine, stack)
+        urls = [supervisor.base_url]
     engine = EngineClient(
         urls,
         api_key=key,
@@ -108,4 +114,4 @@ async def _engine(settings: Settings, stack: AsyncExitStack) -> EngineClient:
         max_connections=settings.engine.max_connections,
     )
     stack.push_async_callback(engine.aclose)
-    return engine
+    return engine, supervisor

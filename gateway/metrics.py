@@ -110,6 +110,7 @@ class GatewayMetrics:
         *,
         deviation_kinds: Sequence[str] = (),
         load_failure_reasons: Sequence[str] = (),
+        restart_reasons: Sequence[str] = (),
     ) -> None:
         _check_multiprocess_mode(multiprocess_dir)
         self.enabled = enabled
@@ -119,6 +120,7 @@ class GatewayMetrics:
         self.schemas = LabelGuard([NO_SCHEMA])
         self.deviation_kinds = tuple(deviation_kinds)
         self.load_failure_reasons = LabelGuard(load_failure_reasons)
+        self.restart_reasons = LabelGuard(restart_reasons)
         # Adapters forgotten in multiprocess mode: their values stay in the shared files.
         self._forgotten: set[str] = set()
         # Labelled children by metric and label values: labels() costs about a microsecond
@@ -128,6 +130,8 @@ class GatewayMetrics:
         self._exposition = self._exposition_registry()
         for reason in load_failure_reasons:
             self.adapter_load_failures.labels(reason)
+        for reason in restart_reasons:
+            self.engine_restarts.labels(reason)
         self.record: Recorder = Recorder(self) if enabled else NullRecorder(self)
 
     def _declare(self, buckets: tuple[float, ...]) -> None:
@@ -212,6 +216,10 @@ class GatewayMetrics:
         self.adapters_loaded = Gauge(
             "gateway_adapters_loaded", "Adapters loaded in the engine and ready to serve.",
             registry=r, multiprocess_mode="livemax",
+        )
+        self.engine_restarts = Counter(
+            "gateway_engine_restarts", "Restarts of the embedded engine, by reason.",
+            ["reason"], registry=r,
         )
         self.engine_ready = Gauge(
             "gateway_engine_ready", "1 when the engine answers its health check, else 0.",
@@ -405,6 +413,9 @@ class Recorder:
 
     def engine_ready(self, ready: bool) -> None:
         self._m.engine_ready.set(1 if ready else 0)
+
+    def engine_restarted(self, reason: str) -> None:
+        self._m.engine_restarts.labels(self._m.restart_reasons(reason)).inc()
 
 
 class NullRecorder(Recorder):

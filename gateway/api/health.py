@@ -7,14 +7,18 @@ from fastapi.responses import JSONResponse
 
 from gateway.adapters.service import AdapterService
 from gateway.deps import MonitorDep, PublicDep
+from gateway.engine.keeper import EngineKeeper
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health(_: PublicDep) -> dict[str, str]:
-    """The gateway process is alive."""
-    return {"status": "ok"}
+async def health(request: Request, _: PublicDep) -> JSONResponse:
+    """The gateway is alive: 503 once its embedded engine failed for good (restart the gateway)."""
+    keeper: EngineKeeper | None = getattr(request.app.state, "keeper", None)
+    if keeper is not None and keeper.failure is not None:
+        return JSONResponse({"status": "failing", "reason": keeper.failure}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/ready")

@@ -30,6 +30,11 @@ class EngineMonitor:
         self._set(healthy, "" if healthy else "the engine does not answer its health check")
         return healthy
 
+    def engine_down(self, reason: str) -> None:
+        """The engine is known to be down (restarting): not ready until it answers again,
+        which then counts as becoming ready (the adapters are loaded into it again)."""
+        self._set(False, reason)
+
     def require_ready(self) -> None:
         if not self.ready:
             raise EngineUnavailable(

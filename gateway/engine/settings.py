@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from gateway._sections import LOOPBACK, PROJECT_ROOT, Section
+from gateway.engine.keeper import RestartSettings
 from gateway.engine.model_prep import default_model_dir
 
 
@@ -36,6 +37,7 @@ class EngineSettings(Section):
     min_tokens_per_s: float = Field(20.0, gt=0)
     health_interval_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, ge=1)
+    restart: RestartSettings = RestartSettings()
 
     @model_validator(mode="after")
     def _remote_needs_urls(self) -> EngineSettings:

@@ -207,6 +207,15 @@ class VllmSupervisor:
         logger.info("engine stopped: pid=%d status=%d", process.pid, status)
         return status
 
+    async def wait_exit(self) -> int:
+        """Waits until the server process exits; its exit status."""
+        return await self._require_process().wait()
+
+    async def healthy(self) -> bool:
+        """One health check (2 s at most)."""
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            return await self._healthy(client)
+
     async def _healthy(self, client: httpx.AsyncClient) -> bool:
         try:
             response = await client.get(f"{self.base_url}/health")

@@ -8,32 +8,46 @@ import secrets
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from gateway.engine.keeper import EngineKeeper
 from gateway.engine.model_prep import is_prepared, prepare_model
+from gateway.engine.monitor import EngineMonitor
 from gateway.engine.settings import EngineSettings
 from gateway.engine.supervisor import VllmServerSpec, VllmSupervisor
+from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
 
 async def start_embedded_engine(
     engine: EngineSettings, stack: AsyncExitStack
-) -> tuple[str, str]:
-    """Starts the local vLLM server (stopped when ``stack`` closes); its URL and API key.
+) -> tuple[VllmSupervisor, str]:
+    """Starts the local vLLM server (stopped when ``stack`` closes); it and its API key.
 
-    The key is new for each start and known only to this process: no other local process
-    can load an adapter into the engine past the gateway's checks.
+    The key is new for each start of the gateway and known only to this process: no other
+    local process can load an adapter into the engine past the gateway's checks.
 
     Returns as soon as the process runs: readiness is tracked by the engine monitor,
-    so /health answers and /ready says "not ready" while the model loads.
+    so /health answers and /ready says "not ready" while the model loads; the
+    :func:`keep_engine` keeper restarts it if it fails.
     """
     model = await _model_folder(engine)
     key = new_engine_key()
     supervisor = VllmSupervisor(spec_from(engine, model, key))
     await supervisor.start()
     stack.push_async_callback(supervisor.stop)
-    waiter = asyncio.create_task(_report_ready(supervisor, engine.startup_timeout_s))
-    stack.callback(waiter.cancel)
-    return supervisor.base_url, key
+    return supervisor, key
+
+
+def keep_engine(
+    supervisor: VllmSupervisor, monitor: EngineMonitor, recorder: Recorder,
+    engine: EngineSettings, stack: AsyncExitStack,
+) -> EngineKeeper:
+    """Restarts the engine when it fails, until ``stack`` closes (before the engine stops)."""
+    keeper = EngineKeeper(supervisor, monitor, recorder, engine.restart,
+                          startup_timeout_s=engine.startup_timeout_s)
+    keeper.start()
+    stack.push_async_callback(keeper.stop)
+    return keeper
 
 
 def new_engine_key() -> str:
@@ -64,10 +78,3 @@ async def _model_folder(engine: EngineSettings) -> Path:
         log.info("preparing the bundled model in %s (once; about a minute)", target)
         await asyncio.to_thread(prepare_model, target)
     return target
-
-
-async def _report_ready(supervisor: VllmSupervisor, timeout: float) -> None:
-    try:
-        await supervisor.wait_ready(timeout)
-    except Exception as exc:  # the monitor keeps /ready at 503; the reason goes to the log
-        log.error("the embedded engine did not start: %s", exc)

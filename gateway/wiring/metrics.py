@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from gateway.adapters.errors import LOAD_FAILURE_REASONS
+from gateway.engine.keeper import RESTART_REASONS
 from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics, MetricsSettings
 from gateway.structured.deviations import DeviationKind
 
@@ -21,5 +22,6 @@ def gateway_metrics(
         multiprocess_dir=settings.multiprocess_dir,
         deviation_kinds=[kind.value for kind in DeviationKind],
         load_failure_reasons=LOAD_FAILURE_REASONS,
+        restart_reasons=RESTART_REASONS,
     )
 
