@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gateway.auth import Principal
 from gateway.deps import InferenceDep, MonitorDep, ObservationDep, RequestIdDep, UserDep
 from gateway.errors import ClientClosedRequest
 from gateway.inference.call import CHAT, COMPLETIONS, Answer
@@ -26,11 +27,11 @@ async def chat_completions(
     monitor: MonitorDep,
     observation: ObservationDep,
     request_id: RequestIdDep,
-    _: UserDep,
+    caller: UserDep,
 ) -> Response:
     """Creates a chat completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(CHAT, body, observation, request_id)
+    answer = service.complete(CHAT, body, observation, request_id, _name(caller))
     return _respond(await _unless_client_leaves(request, answer))
 
 
@@ -42,12 +43,16 @@ async def completions(
     monitor: MonitorDep,
     observation: ObservationDep,
     request_id: RequestIdDep,
-    _: UserDep,
+    caller: UserDep,
 ) -> Response:
     """Creates a text completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(COMPLETIONS, body, observation, request_id)
+    answer = service.complete(COMPLETIONS, body, observation, request_id, _name(caller))
     return _respond(await _unless_client_leaves(request, answer))
+
+
+def _name(caller: Principal | None) -> str | None:
+    return caller.name if caller is not None else None
 
 
 def _respond(answer: Answer) -> Response:

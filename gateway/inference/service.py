@@ -11,6 +11,7 @@ from typing import Any
 from gateway.adapters.target import ModelTarget
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
+from gateway.inference.admission import Admission
 from gateway.inference.call import Answer, AnyRequest, Call
 from gateway.inference.relay import StreamStats, error_event, relay
 from gateway.inference.settings import LimitSettings
@@ -34,6 +35,7 @@ class InferenceService:
         recorder: Recorder,
         structured: StructuredRunner | None = None,
     ) -> None:
+        self.admission = Admission(limits.max_concurrent, limits.max_concurrent_per_key)
         self.engine = engine
         self.targets = targets
         self.limits = limits
@@ -41,14 +43,18 @@ class InferenceService:
         self.structured = structured
 
     async def complete(
-        self, endpoint: str, request: AnyRequest, observation: Observation, request_id: str
+        self, endpoint: str, request: AnyRequest, observation: Observation, request_id: str,
+        caller: str | None = None,
     ) -> Answer:
-        """Answers one chat or text completion request (a dict, or SSE bytes when streaming)."""
+        """Answers one chat or text completion request (a dict, or SSE bytes when streaming).
+
+        ``caller`` is the API key's name (None without keys), for the fair-share limits.
+        """
         observation.endpoint = endpoint
         self._check_limits(request)
-        lease = self.targets.acquire(request.model)
         async with AsyncExitStack() as held:
-            target = await held.enter_async_context(lease)
+            held.enter_context(self.admission.admit(caller))
+            target = await held.enter_async_context(self.targets.acquire(request.model))
             observation.adapter = target.label
             # Tells clients which weights answered, across hot swaps (e.g. for a canary).
             headers = {ADAPTER_VERSION_HEADER: target.version} if target.version else {}

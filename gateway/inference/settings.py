@@ -17,6 +17,9 @@ class LimitSettings(Section):
     max_n: int = Field(8, ge=1)
     max_tokens: int = Field(4096, ge=1)
     max_messages: int = Field(256, ge=1)
+    # Inference requests in flight at once: in all, and per API key (None: no limit).
+    max_concurrent: int | None = Field(None, ge=1)
+    max_concurrent_per_key: int | None = Field(None, ge=1)
 
 
 class StructuredSettings(Section):

@@ -31,6 +31,8 @@ class FakeAnswer:
     status: int = 200
     # Headers of an error answer (retry-after, ...).
     headers: dict[str, str] = field(default_factory=dict)
+    # When set, the answer waits for it (requests held in flight until a test lets go).
+    gate: asyncio.Event | None = None
     # How a stream ends: "done" ([DONE]), "cut" (the body just ends after the content),
     # or "error" (vLLM's own error event after the content, then [DONE]).
     stream_end: str = "done"
@@ -111,6 +113,8 @@ class FakeEngine:
         if answer.status != 200:
             return _error(answer.status, answer.content, "BadRequestError", None,
                           answer.headers)
+        if answer.gate is not None:
+            await answer.gate.wait()
         if answer.delay and not body.get("stream") and await _left(request, answer.delay):
             self.requests_cancelled += 1
             self.request_cancelled.set()

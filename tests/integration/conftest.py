@@ -6,6 +6,7 @@ session's adapter root (watched by the gateway).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,12 +85,12 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
 
 
-@pytest.fixture(scope="session")
-def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
-    base = tmp_path_factory.mktemp("real")
+@contextmanager
+def launch(base: Path) -> Iterator[RealGateway]:
+    """A gateway CLI with its embedded engine, its store and files under ``base``."""
     adapters, var = base / "adapters", base / "var"
-    adapters.mkdir()
-    var.mkdir()
+    adapters.mkdir(exist_ok=True)
+    var.mkdir(exist_ok=True)
     port = free_port()
     config = base / "gateway.yaml"
     config.write_text(json.dumps(_config(port, adapters, var)))
@@ -100,13 +102,16 @@ def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGatew
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
+    children: list[psutil.Process] = []
     try:
         _wait_ready(url, proc, log)
         gateway = RealGateway(url, adapters, log, proc.pid)
         yield gateway
         gateway.close()
     finally:
-        children = psutil.Process(proc.pid).children(recursive=True)
+        # Engines restarted meanwhile are children too: taken at the end, not the start.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
@@ -116,3 +121,9 @@ def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGatew
     # SIGTERM to the gateway must take the engine and its workers down with it.
     _, alive = psutil.wait_procs(children, timeout=30)
     assert not alive, f"engine processes outlived the gateway: {alive}"
+
+
+@pytest.fixture(scope="session")
+def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
+    with launch(tmp_path_factory.mktemp("real")) as gateway:
+        yield gateway
