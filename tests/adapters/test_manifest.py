@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
@@ -69,8 +71,13 @@ def test_yaml_aliases_are_refused() -> None:
     assert "aliases" in invalid(bomb)
 
 
-def test_yaml_tags_cannot_build_objects() -> None:
-    invalid("name: !!python/object/apply:os.system ['true']\nversion: 1\nbase_model: m\n")
+def test_yaml_tags_cannot_build_objects(tmp_path: Path) -> None:
+    # An unsafe loader would call os.mkdir here; the safe one refuses the tag unread.
+    built = tmp_path / "built-by-yaml"
+    message = invalid(f"name: !!python/object/apply:os.mkdir ['{built}']\nversion: 1\n"
+                      "base_model: m\n")
+    assert not built.exists()
+    assert "python/object/apply" in message
 
 
 @pytest.mark.parametrize("name", ["a", "ticket-router", "v1.2_x", "9" * 64])
