@@ -1,9 +1,10 @@
 """Hot swaps under load on the real engine: no request fails, each is served by a live version.
 
 Eight clients stream short answers from one adapter name while the admin API replaces its
-version four times, each once the version before has served a few requests. Every answer names the version that served it (``x-adapter-version``),
-and the gateway reports when each version went live (its ``loaded_at``: the version is
-published in the same step), so each request is checked against the swap timeline.
+version four times, each once the version before has served a few requests. Every answer
+names the version that served it (``x-adapter-version``), and the gateway reports when
+each version went live (its ``loaded_at``: the version is published in the same step), so
+each request is checked against the swap timeline.
 """
 
 from __future__ import annotations
