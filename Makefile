@@ -19,5 +19,6 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_overhead
 	.venv/bin/python -m benchmarks.bench_validation
 	.venv/bin/python -m benchmarks.bench_hostile_schemas
+	.venv/bin/python -m benchmarks.bench_hostile_corpus
 	.venv/bin/python -m benchmarks.bench_metrics
 	.venv/bin/python -m benchmarks.bench_adapter_cycles --start

@@ -136,7 +136,7 @@ def check_schema(value: object, bounds: SchemaBounds) -> CheckedSchema:
 
 def check_shape(schema: Mapping[str, Any], bounds: SchemaBounds) -> None:
     """Nesting, counts, references and patterns; the metaschema is not consulted."""
-    scan = _Scan(bounds)
+    scan = _Scan(bounds, _id_keywords(schema))
     for node in walk(schema):
         scan.visit(node)
     limit = bounds.max_depth * _RAW_DEPTH_FACTOR
@@ -151,8 +151,9 @@ def check_shape(schema: Mapping[str, Any], bounds: SchemaBounds) -> None:
 class _Scan:
     """What the walk over one schema has seen so far."""
 
-    def __init__(self, bounds: SchemaBounds) -> None:
+    def __init__(self, bounds: SchemaBounds, id_keywords: tuple[str, ...] = ("$id",)) -> None:
         self.bounds = bounds
+        self.id_keywords = id_keywords
         self.properties = 0
         self.paths: set[Path] = set()
         self.anchors: dict[str, Path] = {}
@@ -168,11 +169,12 @@ class _Scan:
             )
         self.paths.add(node.path)
         schema = node.schema
-        if node.path and "$id" in schema:
-            raise SchemaRejected(
-                f"$id at {where}: embedded schema resources are not supported; "
-                "move the subschema under $defs without an $id"
-            )
+        for keyword in self.id_keywords:
+            if node.path and isinstance(schema.get(keyword), str):
+                raise SchemaRejected(
+                    f"{keyword} at {where}: embedded schema resources are not supported; "
+                    f"move the subschema under $defs without an {keyword}"
+                )
         self._count(schema, where)
         self._patterns(schema, where)
         self._references(node)
@@ -241,6 +243,13 @@ def check_pattern(pattern: str, where: str) -> None:
             f"{reason}; rewrite it so that repeated parts are separated by a fixed character, "
             "as in '[a-z]+(-[a-z]+)*'"
         )
+
+
+def _id_keywords(schema: Mapping[str, Any]) -> tuple[str, ...]:
+    """Draft 4 spells ``$id`` as ``id``: there a string ``id`` changes what refs resolve to."""
+    declared = schema.get("$schema")
+    draft4 = isinstance(declared, str) and "draft-04" in declared
+    return ("$id", "id") if draft4 else ("$id",)
 
 
 def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
