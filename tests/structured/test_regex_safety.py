@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
 
+from gateway.structured.bounds import check_pattern
+from gateway.structured.errors import SchemaRejected
 from gateway.structured.regex_safety import catastrophic_reason
 
 CATASTROPHIC = [
@@ -83,3 +86,33 @@ def test_reasons_name_the_rule() -> None:
     assert "nested quantifier" in (catastrophic_reason("(a+)+") or "")
     assert "alternatives" in (catastrophic_reason("(a|a)*") or "")
     assert "two repeated parts" in (catastrophic_reason("x\\d+\\d+") or "")
+
+
+@pytest.mark.timeout(60)  # a hang guard: the analysis must stay linear-ish in the pattern
+@pytest.mark.parametrize("pattern", [
+    "(" * 500 + "a" + ")" * 500,
+    "(?:a|b|c|d|e|f|g|h)" * 200,
+    "[a-z]" * 800 + "+",
+    "(x{1,3}y)" * 400,
+])
+def test_the_analysis_of_long_patterns_finishes(pattern: str) -> None:
+    # Patterns are bounded to 4,096 characters in all (SchemaBounds.max_pattern_chars);
+    # one too deep for the parser is refused, which is an answer too.
+    assert len(pattern) <= 4096
+    with contextlib.suppress(SchemaRejected):
+        check_pattern(pattern, "/pattern")
+
+
+@pytest.mark.timeout(60)  # a hang guard: Python's re would backtrack for years
+@pytest.mark.parametrize("pattern", SAFE)
+def test_what_the_analysis_allows_is_validated_in_bounded_time(pattern: str) -> None:
+    """The validator, not this analysis, is what keeps answers fast: any allowed pattern
+    against long hostile subjects (it runs on jsonschema-rs's linear-time engine)."""
+    from gateway.structured.validation import ValidatorCache
+
+    try:
+        compiled = ValidatorCache().compile({"type": "string", "pattern": pattern})
+    except Exception:  # look-arounds: refused by the linear-time engine, nothing to match
+        return
+    for subject in ("a" * 50_000 + "!", "1-" * 25_000 + "x", " " * 50_000 + "\x00"):
+        compiled.problems(subject)
