@@ -1,5 +1,5 @@
 # Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench eval
 
 setup:
 	scripts/setup.sh
@@ -22,3 +22,8 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_hostile_corpus
 	.venv/bin/python -m benchmarks.bench_metrics
 	.venv/bin/python -m benchmarks.bench_adapter_cycles --start
+
+# "Should I fine-tune?" on the shipped support tickets (starts the embedded gateway).
+eval: setup
+	.venv/bin/adapter-gateway eval --dataset datasets/tickets/eval.jsonl \
+		--variants config/eval/tickets.yaml --out var/eval/tickets

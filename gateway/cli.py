@@ -1,4 +1,4 @@
-"""Console entry points: ``adapter-gateway serve`` and ``adapter-gateway prepare-model``."""
+"""Console entry points: ``adapter-gateway serve``, ``prepare-model`` and ``eval``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.evaluation import command as eval_command
 from gateway.middleware import RequestIdFilter
 
 if TYPE_CHECKING:
@@ -43,8 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port to listen on (overrides server.port)")
     prepare = commands.add_parser("prepare-model", help="convert the bundled model once")
     prepare.add_argument("--target", help="folder to write the converted model to")
+    evaluate = commands.add_parser(
+        "eval", help="should I fine-tune? measure format deviation by failure type and decide",
+        description="Sends a dataset through a gateway under several variants and writes a "
+                    "report (Markdown, JSON, HTML, PNG charts) with a recommendation.")
+    eval_command.add_arguments(evaluate)
     args = parser.parse_args(argv)
     _configure_logging()
+    if args.command == "eval":
+        return eval_command.main(args)
     try:
         if args.command == "serve":
             return _serve(args)

@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh                    gateway + engine + converted base model
 #   scripts/setup.sh --with-prometheus  also Prometheus and promtool (the monitoring tests)
+#   scripts/setup.sh --with-browser     also headless Chromium (the eval report tests)
 #
 # Environment: ENGINE=cpu|gpu (default: gpu when nvidia-smi works, else cpu), PYTHON (the
 # interpreter for a new .venv, default python3), TORCH_INDEX_URL (an extra index that has the
@@ -67,11 +68,13 @@ install_packages() {
 }
 
 main() {
-    local with_prometheus=0 arg
+    local with_prometheus=0 with_browser=0 arg
     for arg in "$@"; do
         case "$arg" in
             --with-prometheus) with_prometheus=1 ;;
-            *) echo "unknown option '$arg' (known: --with-prometheus)" >&2; exit 2 ;;
+            --with-browser) with_browser=1 ;;
+            *) echo "unknown option '$arg' (known: --with-prometheus, --with-browser)" >&2
+               exit 2 ;;
         esac
     done
     local flavour
@@ -87,6 +90,9 @@ main() {
     "$VENV/bin/python" -m gateway.engine.model_prep
     if [ "$with_prometheus" = 1 ]; then
         "$ROOT/scripts/install_prometheus.sh"
+    fi
+    if [ "$with_browser" = 1 ]; then
+        "$ROOT/scripts/install_browser.sh"
     fi
     log "setup complete"
 }

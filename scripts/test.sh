@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set up (with Prometheus), then lint, check the layers, type-check and run
+# The test command: set up (with Prometheus and Chromium), then lint, check the layers, type-check and run
 # the tests.
 #
 #   scripts/test.sh                      everything, including the real-vLLM tier
@@ -8,7 +8,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-scripts/setup.sh --with-prometheus
+scripts/setup.sh --with-prometheus --with-browser
 
 echo "==> ruff"
 .venv/bin/ruff check gateway tests loadtests benchmarks

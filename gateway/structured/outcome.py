@@ -109,7 +109,8 @@ class Outcome:
             f"No answer matched the schema {self.schema!r} after {self.attempts} attempts "
             f"(deviations: {kinds}; retries: {tried}). {self._advice()}",
             param="response_format",
-            extra={"last_answer": (last or "")[:4000], EXTENSION: self.report()},
+            extra={"last_answer": (last or "")[:4000], EXTENSION: self.report(),
+                   "usage": dict(self.usage)},
             headers=self.headers(),
         )
 
