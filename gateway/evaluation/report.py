@@ -108,8 +108,7 @@ def summarize(plan: EvalPlan, results: Sequence[Result], variant: Variant) -> Su
         by_kind=dict(Counter(r.first_deviation for r in answered if r.first_deviation)),
         final_deviation=Proportion(sum(not r.valid for r in answered), len(answered)),
         attempts_per_request=sum(r.attempts for r in answered) / count,
-        exact=Proportion(sum(1 for r in answered if r.exact), sum(
-            1 for r in answered if r.exact is not None)),
+        exact=Proportion(correct, len(with_expected)),
         fields={n: Proportion(sum(v), len(v)) for n, v in sorted(fields.items())},
         correct=correct, format_failures=sum(not r.valid for r in with_expected),
         content_failures=len(content),

@@ -212,13 +212,14 @@ def _usage(result: Result, usage: Any) -> None:
 
 
 def _score(result: Result, expected: Mapping[str, Any] | None) -> None:
-    """Exact match and per-field match against ``expected``, for valid answers only."""
-    if expected is None or not result.valid or result.answer is None:
+    """Exact match and per-field match against ``expected``: an answer that is not valid
+    matches nothing (its failure is a format failure)."""
+    if expected is None or result.error is not None:
         return
     try:
-        answer = json.loads(result.answer)
+        answer = json.loads(result.answer or "") if result.valid else None
     except ValueError:
-        return
+        answer = None
     if not isinstance(answer, dict):
         result.exact, result.fields = False, dict.fromkeys(expected, False)
         return
