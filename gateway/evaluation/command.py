@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -43,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # One line per request would bury the progress bar.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         report = _report(args)
     except KeyboardInterrupt:
