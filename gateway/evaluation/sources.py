@@ -66,10 +66,9 @@ def from_capture(plan: EvalPlan, folder: Path) -> Report:
 
 def from_prometheus(plan: EvalPlan, url: str, window: str = "1h") -> Report:
     """Live answers over ``window``: every checked attempt and its deviation kind."""
-    checks = _query(url, f"sum by (adapter, schema) "
-                         f"(increase(gateway_structured_checks_total[{window}]))")
-    kinds = _query(url, f"sum by (adapter, schema, kind) "
-                        f"(increase(gateway_structured_deviations_total[{window}]))")
+    checks = _query(url, _grown("gateway_structured_checks_total", "adapter, schema", window))
+    kinds = _query(url, _grown("gateway_structured_deviations_total", "adapter, schema, kind",
+                               window))
     counts: dict[tuple[str, str], tuple[int, Counter[str]]] = {}
     for labels, value in checks:
         counts[(labels["adapter"], labels["schema"])] = (round(value), Counter())
@@ -79,6 +78,16 @@ def from_prometheus(plan: EvalPlan, url: str, window: str = "1h") -> Report:
             counts[pair][1][labels["kind"]] += round(value)
     live = {pair: found for pair, found in counts.items() if found[0] > 0}
     return from_counts(plan, f"Prometheus at {url}, last {window}", live, "live traffic")
+
+
+def _grown(counter: str, by: str, window: str) -> str:
+    """How much ``counter`` grew over ``window``, counted exactly: now minus then (0 for a
+    series born within the window). ``increase()`` would extrapolate to the window's edges;
+    where the counter was reset (a gateway restart), that is used instead."""
+    now = f"sum by ({by}) ({counter})"
+    then = f"sum by ({by}) ({counter} offset {window})"
+    exact = f"({now} - ({then} or {now} * 0))"
+    return f"({exact} >= 0) or sum by ({by}) (increase({counter}[{window}]))"
 
 
 def _query(url: str, promql: str) -> list[tuple[dict[str, str], float]]:

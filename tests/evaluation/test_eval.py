@@ -29,9 +29,10 @@ from gateway.evaluation.report import (
     build_report,
 )
 from gateway.evaluation.runner import RESULTS, load_results, run_eval
+from gateway.evaluation.sources import default_plan, from_capture
 from gateway.evaluation.stats import wilson
 from gateway.evaluation.variants import EvalPlan, load_plan
-from tests.conftest import BASE_MODEL, SettingsFactory
+from tests.conftest import BASE_MODEL, SettingsFactory, start
 from tests.fakes.engine import FakeEngine
 from tests.servers import serving
 
@@ -218,3 +219,28 @@ def charts_drawn(page: Path) -> int:
     marker = 'data-charts-drawn="'
     assert marker in dom, dom[:500]
     return int(dom.split(marker, 1)[1].split('"', 1)[0])
+
+
+async def test_captured_traffic_is_evaluated(make_settings: SettingsFactory,
+                                             fake_engine: FakeEngine, tmp_path: Path) -> None:
+    capture = tmp_path / "examples"
+    app = create_app(make_settings(structured={"capture": {"enabled": True,
+                                                           "dir": str(capture)}}))
+    body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "route"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "ticket"}}}
+    for index in range(10):
+        if index in (1, 4, 7):
+            fake_engine.enqueue(PROSE)
+        fake_engine.enqueue(json.dumps(RIGHT))
+    async for client in start(app):
+        for _ in range(10):
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    report = from_capture(default_plan(), capture)
+    (pair,) = report.variants
+    assert (pair.name, pair.requests, pair.by_kind) == ("base/ticket", 10, {"not_json": 3})
+    assert report.decision.recommendation == FINE_TUNE
+
+
+def test_an_empty_capture_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no structured answers"):
+        from_capture(default_plan(), tmp_path)

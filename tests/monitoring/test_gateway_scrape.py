@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.evaluation.report import FINE_TUNE
+from gateway.evaluation.sources import default_plan, from_prometheus
 from gateway.metrics import BASE, OTHER, GatewayMetrics
 from tests.conftest import BASE_MODEL, SettingsFactory
 from tests.fakes.engine import FakeEngine
@@ -155,3 +157,10 @@ async def test_recorded_deviation_rate_of_structured_traffic(
     assert _by(by_kind, "kind") == pytest.approx({"not_json": 3 / 13}, abs=EXACT)
     recoveries = await _in_thread(prometheus, "gateway_structured_recoveries_total")
     assert [s.value for s in recoveries] == [3]
+    # `adapter-gateway eval --from-prometheus` reads the same traffic back: 13 checked
+    # answers, 3 of them prose, and a recommendation from those numbers.
+    report = await anyio.to_thread.run_sync(
+        lambda: from_prometheus(default_plan(), prometheus.url, "5m"))
+    (live,) = report.variants
+    assert (live.name, live.requests, live.by_kind) == ("base/ticket", 13, {"not_json": 3})
+    assert report.decision.recommendation == FINE_TUNE
