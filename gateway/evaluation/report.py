@@ -197,5 +197,20 @@ def economics(plan: EvalPlan, summaries: Sequence[Summary]) -> Economics:
 def build_report(plan: EvalPlan, results: Sequence[Result], dataset: str, items: int
                  ) -> Report:
     summaries = [summarize(plan, results, v) for v in plan.variants]
-    return Report(dataset, items, summaries, decide(plan, summaries[0]),
-                  economics(plan, summaries))
+    decision = decide(plan, summaries[0])
+    decision.reasons += _content_once_formatted(plan, summaries)
+    return Report(dataset, items, summaries, decision, economics(plan, summaries))
+
+
+def _content_once_formatted(plan: EvalPlan, summaries: Sequence[Summary]) -> list[str]:
+    """What the variants that do get the format right say about content."""
+    notes = []
+    for s in summaries:
+        scored = s.correct + s.content_failures + s.format_failures
+        if (s.final_deviation.rate <= plan.thresholds.acceptable and scored
+                and s.content_failures / scored > plan.thresholds.content):
+            notes.append(f"with the format right ({s.name}: {s.final_deviation.rate:.0%} "
+                         f"invalid), {s.content_failures} of {scored} answers still have wrong "
+                         "values: the labels need teaching too (fine-tune on correct answers, "
+                         "or retrieval / a stronger model), not only the format")
+    return notes
