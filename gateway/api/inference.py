@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from gateway.auth import Principal
 from gateway.deps import InferenceDep, MonitorDep, ObservationDep, RequestIdDep, UserDep
 from gateway.errors import ClientClosedRequest
-from gateway.inference.call import CHAT, COMPLETIONS, Answer
+from gateway.inference.call import CHAT, COMPLETIONS, Reply
 from gateway.protocol import ChatCompletionRequest, CompletionRequest
 
 router = APIRouter(tags=["inference"])
@@ -55,14 +55,14 @@ def _name(caller: Principal | None) -> str | None:
     return caller.name if caller is not None else None
 
 
-def _respond(answer: Answer) -> Response:
+def _respond(answer: Reply) -> Response:
     if isinstance(answer.body, dict):
         return JSONResponse(answer.body, headers=answer.headers)
     return StreamingResponse(answer.body, media_type="text/event-stream",
                              headers={**_SSE_HEADERS, **answer.headers})
 
 
-async def _unless_client_leaves(request: Request, work: Awaitable[Answer]) -> Answer:
+async def _unless_client_leaves(request: Request, work: Awaitable[Reply]) -> Reply:
     """``work``'s answer; cancelled (with the engine call and any retries) if the client
     disconnects first. A stream is left to the server: it stops when sending fails."""
     task = asyncio.ensure_future(work)

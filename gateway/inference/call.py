@@ -34,7 +34,7 @@ class Call:
 
 
 @dataclass
-class Answer:
+class Reply:
     """What the client gets: a JSON body or SSE bytes, and the headers that go with it."""
 
     body: dict[str, Any] | AsyncIterator[bytes]

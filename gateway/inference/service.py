@@ -12,7 +12,7 @@ from gateway.adapters.target import ModelTarget
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
 from gateway.inference.admission import Admission
-from gateway.inference.call import Answer, AnyRequest, Call
+from gateway.inference.call import AnyRequest, Call, Reply
 from gateway.inference.relay import StreamStats, error_event, relay
 from gateway.inference.settings import LimitSettings
 from gateway.inference.structured import StructuredRunner
@@ -45,7 +45,7 @@ class InferenceService:
     async def complete(
         self, endpoint: str, request: AnyRequest, observation: Observation, request_id: str,
         caller: str | None = None,
-    ) -> Answer:
+    ) -> Reply:
         """Answers one chat or text completion request (a dict, or SSE bytes when streaming).
 
         ``caller`` is the API key's name (None without keys), for the fair-share limits.
@@ -68,17 +68,17 @@ class InferenceService:
         answer.headers = {**headers, **answer.headers}
         return answer
 
-    async def _answer(self, call: Call, held: AsyncExitStack) -> Answer:
+    async def _answer(self, call: Call, held: AsyncExitStack) -> Reply:
         if self.structured is not None:
             structured = await self.structured.answer(call, self.forward)
             if structured is not None:
                 return structured
         if call.request.stream:
             # The stream holds the lease from here on, and leaves it when it ends.
-            return Answer(await _primed(self._stream(call, held.pop_all())))
+            return Reply(await _primed(self._stream(call, held.pop_all())))
         answer = await self.forward(call, call.body)
         answer["model"] = call.target.public_name
-        return Answer(answer)
+        return Reply(answer)
 
     async def forward(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
         """Sends one non-streaming request to the engine and counts its tokens."""

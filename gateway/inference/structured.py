@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamClientError
-from gateway.inference.call import CHAT, Answer, Call, Forwarder
+from gateway.inference.call import CHAT, Call, Forwarder, Reply
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
 from gateway.inference.relay import DONE, sse
 from gateway.inference.settings import StructuredSettings
@@ -92,7 +92,7 @@ class StructuredRunner:
                                  param="prompt")
         return Plan(schema, effective_policy(self.retry, request.retry))
 
-    async def answer(self, call: Call, forward: Forwarder) -> Answer | None:
+    async def answer(self, call: Call, forward: Forwarder) -> Reply | None:
         """Runs attempts until one is valid or the policy (or budget) says stop.
 
         None when the call asks for free text: the caller forwards it as it is.
@@ -203,7 +203,7 @@ class StructuredRunner:
 
     def _finish(
         self, call: Call, outcome: Outcome, labels: tuple[str, str], chat: bool
-    ) -> Answer:
+    ) -> Reply:
         if outcome.valid and outcome.deviations:
             self.recorder.structured_recovered(*labels)
         if not outcome.valid:
@@ -212,10 +212,10 @@ class StructuredRunner:
                 raise outcome.exhausted_error()
         response = outcome.response(call.target.public_name, chat)
         if not call.request.stream:
-            return Answer(response, outcome.headers())
+            return Reply(response, outcome.headers())
         options = call.request.stream_options
         stream = as_stream(response, chat, bool(options and options.include_usage))
-        return Answer(stream, outcome.headers())
+        return Reply(stream, outcome.headers())
 
 
 def build_structured_runner(
