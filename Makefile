@@ -25,5 +25,5 @@ bench: setup
 
 # "Should I fine-tune?" on the shipped support tickets (starts the embedded gateway).
 eval: setup
-	.venv/bin/adapter-gateway eval --dataset datasets/tickets/eval.jsonl \
+	.venv/bin/adapter-gateway eval --dataset data/tickets/eval.jsonl \
 		--variants config/eval/tickets.yaml --out var/eval/tickets

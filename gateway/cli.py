@@ -1,4 +1,4 @@
-"""Console entry points: ``adapter-gateway serve``, ``prepare-model`` and ``eval``."""
+"""Console entry points: ``adapter-gateway serve``, ``prepare-model``, ``eval``, ``train``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.evaluation import command as eval_command
 from gateway.middleware import RequestIdFilter
+from gateway.training import command as train_command
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -49,10 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Sends a dataset through a gateway under several variants and writes a "
                     "report (Markdown, JSON, HTML, PNG charts) with a recommendation.")
     eval_command.add_arguments(evaluate)
+    trainer = commands.add_parser(
+        "train", help="fine-tune a LoRA adapter (PEFT) from chat examples into the store",
+        description="Fine-tunes a LoRA adapter on the served base model from chat JSONL and "
+                    "writes a complete adapter folder the gateway validates and hot-loads.")
+    train_command.add_arguments(trainer)
     args = parser.parse_args(argv)
     _configure_logging()
     if args.command == "eval":
         return eval_command.main(args)
+    if args.command == "train":
+        return train_command.main(args)
     try:
         if args.command == "serve":
             return _serve(args)

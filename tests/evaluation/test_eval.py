@@ -183,7 +183,7 @@ def test_the_shipped_plan_and_dataset_load() -> None:
     shipped = load_plan(root / "config" / "eval" / "tickets.yaml")
     assert [v.name for v in shipped.variants] == [
         "prompt-only", "prompt-retries", "prompt-constrained", "ticket-router"]
-    items = load_dataset(root / "datasets" / "tickets" / "eval.jsonl")
+    items = load_dataset(root / "data" / "tickets" / "eval.jsonl")
     assert len(items) >= 40 and all(i.expected for i in items)
 
 

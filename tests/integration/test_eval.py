@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_eval_runs_end_to_end_on_the_bundled_model(real_gateway: RealGateway, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    items = (ROOT / "datasets" / "tickets" / "eval.jsonl").read_text().splitlines()[:6]
+    items = (ROOT / "data" / "tickets" / "eval.jsonl").read_text().splitlines()[:6]
     dataset = tmp_path / "items.jsonl"
     dataset.write_text("\n".join(items) + "\n")
     variants = tmp_path / "variants.yaml"
