@@ -1,5 +1,5 @@
 # Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
-.PHONY: setup run test lint bench eval
+.PHONY: setup run test lint bench eval ticket-router
 
 setup:
 	scripts/setup.sh
@@ -27,3 +27,13 @@ bench: setup
 eval: setup
 	.venv/bin/adapter-gateway eval --dataset data/tickets/eval.jsonl \
 		--variants config/eval/tickets.yaml --out var/eval/tickets
+
+# Re-creates the shipped ticket-router adapter from data/tickets (about 10 to 25 minutes on
+# two CPU cores); the gateway's watcher picks the new version up if it is running.
+TICKET_PROMPT = Route the support ticket. Answer with its JSON only.
+ticket-router: setup
+	.venv/bin/python data/tickets/generate.py
+	.venv/bin/adapter-gateway train --data data/tickets/train.jsonl --name ticket-router \
+		--out adapters/ticket-router --version 2 --schema ticket \
+		--system-prompt "$(TICKET_PROMPT)" --rank 16 --alpha 32 --epochs 3 \
+		--batch-size 8 --learning-rate 3e-4 --seed 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import platform
 import shutil
 import time
@@ -101,7 +102,9 @@ def train(config: TrainConfig, train_set: list[Example], validation: list[Exampl
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, learning_rate=config.learning_rate,
         eval_strategy="epoch" if held else "no", save_strategy="epoch", save_total_limit=1,
-        logging_strategy="epoch", seed=config.seed, data_seed=config.seed, report_to=[],
+        # The loss in the progress output about 20 times a run; the card keeps each epoch's.
+        logging_strategy="steps", logging_steps=_every(len(encoded), config),
+        seed=config.seed, data_seed=config.seed, report_to=[],
         disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, remove_unused_columns=False)
     trainer = transformers.Trainer(
@@ -147,10 +150,16 @@ def _base_model(config: TrainConfig) -> Any:
     return prepare_model_for_kbit_training(model)  # type: ignore[no-untyped-call]
 
 
+def _every(examples: int, config: TrainConfig) -> int:
+    steps = max(1, int(examples / config.batch_size * config.epochs))
+    return max(1, steps // 20)
+
+
 def _losses(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per whole epoch: the last training loss logged in it and the validation loss."""
     by_epoch: dict[float, dict[str, float]] = {}
     for entry in history:
-        epoch = float(entry.get("epoch", 0.0))
+        epoch = float(math.ceil(float(entry.get("epoch", 0.0)) - 1e-9))
         if "loss" in entry:
             by_epoch.setdefault(epoch, {"epoch": epoch})["train_loss"] = float(entry["loss"])
         if "eval_loss" in entry:
@@ -172,6 +181,7 @@ def _write_folder(config: TrainConfig, model: Any, out: Path, card: TrainingCard
     scratch = out.parent / f".{out.name}-writing"
     shutil.rmtree(scratch, ignore_errors=True)
     model.save_pretrained(str(scratch))
+    (scratch / "README.md").unlink(missing_ok=True)  # PEFT's empty card: training.json is ours
     peft_config = json.loads((scratch / CONFIG_FILE).read_text())
     peft_config["base_model_name_or_path"] = config.base_model_name
     (scratch / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2) + "\n")

@@ -62,5 +62,5 @@ def test_shipped_store_is_valid(base: BaseModelSpec) -> None:
     router = {spec.name: spec for spec in result.valid}["ticket-router"]
     assert router.serving.response_schema == "ticket"
     assert router.serving.system_prompt
-    assert router.rank == 8 and router.target_modules == ("q_proj", "v_proj")
+    assert router.rank == 16 and router.target_modules == ("q_proj", "v_proj")
     assert router.manifest is not None and router.manifest.digest_hex == router.digest

@@ -1,0 +1,246 @@
+"""Writes the ticket-routing training data: train.jsonl (chat examples) and test.jsonl (held out).
+
+    python data/tickets/generate.py          (deterministic: the same files every time)
+
+Each ticket is put together from many independent choices, so that wording, length, tone,
+typos, politeness in several languages and mixtures of topics vary: an opener, the problem
+(one of many phrasings per category), how much it hurts (which sets the priority), an
+optional second, minor topic, and a closing. Labels follow the policy:
+
+- category: billing = payments, charges, invoices, refunds, prices, the cost of plans;
+  technical = bugs, errors, crashes, outages, slowness, integrations; account = login,
+  password, profile, users and seats, ownership, deletion; everything else is other.
+- priority: high when work is blocked, money is being lost, or it is urgent; medium when a
+  timely answer is asked or the impact is moderate; low otherwise.
+- escalate: true exactly when priority is high.
+
+test.jsonl is drawn from its own problem phrasings, never seen in training, and
+data/tickets/eval.jsonl holds 40 tickets written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEED = 20261202
+
+PROBLEMS: dict[str, list[str]] = {
+    "billing": [
+        "I was charged twice for my subscription this month",
+        "there is a duplicate payment on my credit card statement",
+        "my invoice shows the wrong amount",
+        "I need a refund for the annual plan I cancelled",
+        "you billed me after I cancelled my trial",
+        "the price of the Pro plan went up without notice",
+        "how much does it cost to add five more seats",
+        "the invoice has the wrong company address and VAT number",
+        "my payment keeps failing even though the card is valid",
+        "I was charged in dollars instead of euros",
+        "can I get a receipt for the last three payments",
+        "the discount code was not applied to my order",
+        "we are paying for 30 seats but only use 12",
+        "I want to switch from monthly to yearly billing",
+        "there is a charge from you that I do not recognise",
+        "the refund you promised two weeks ago never arrived",
+        "do you offer discounts for non-profits",
+        "my bank says the direct debit was taken twice",
+        "the tax on my bill looks wrong",
+        "please explain the extra fee on this month's invoice",
+        "my credit card expired, how do I update payment details",
+        "the checkout page shows a different price than the pricing page",
+    ],
+    "technical": [
+        "the app crashes every time I open the settings page",
+        "I get an error 500 when I upload a file",
+        "the dashboard takes over a minute to load",
+        "the API returns timeouts on most requests",
+        "sync with Google Calendar stopped working",
+        "the export to CSV produces an empty file",
+        "notifications are not being sent anymore",
+        "the mobile app freezes on the login screen after the update",
+        "search does not find documents I uploaded today",
+        "the Slack integration posts every message twice",
+        "images are not displayed in the editor",
+        "the website is down for us, it shows a blank page",
+        "reports show wrong numbers since yesterday",
+        "the webhook to our server fails with a 401",
+        "the desktop client uses all the CPU and becomes unresponsive",
+        "two-way sync with Salesforce is losing records",
+        "the page keeps reloading in a loop on Safari",
+        "PDF generation fails with an unknown error",
+        "our scheduled jobs did not run last night",
+        "the chat widget does not load on our site",
+        "file uploads larger than 10 MB never finish",
+        "the app shows a 'something went wrong' banner all the time",
+    ],
+    "account": [
+        "I cannot log in, it says my password is wrong",
+        "the password reset email never arrives",
+        "please delete my account and all my data",
+        "I want to change the email address on my profile",
+        "how do I add a new user to our team",
+        "I need to remove a former employee's access",
+        "please transfer ownership of the workspace to my colleague",
+        "two-factor authentication codes are rejected",
+        "my account got locked after too many attempts",
+        "how can I change my username",
+        "someone else seems to have logged into my account",
+        "I want to merge my two accounts",
+        "we need three more seats for new hires",
+        "I cannot find where to update my profile picture",
+        "single sign-on stopped accepting our employees",
+        "I'd like to downgrade a user from admin to member",
+        "our admin left and nobody can manage the account",
+        "the invitation link for my teammate has expired",
+        "how do I change the owner of this account",
+        "I want to close my account",
+    ],
+    "other": [
+        "do you have an office in Lisbon",
+        "I just want to say thank you for the great service",
+        "are you hiring designers right now",
+        "can I visit your team at the conference next month",
+        "do you have a partner programme for agencies",
+        "I have an idea for a new feature",
+        "where can I find your press kit",
+        "is there a user community or forum",
+        "what are your opening hours for phone support",
+        "could someone speak at our meetup",
+        "I'm a student writing a thesis about your industry",
+        "do you plan to support more languages",
+        "your newsletter goes to my spam folder, just so you know",
+        "what is your company's sustainability policy",
+    ],
+}
+
+# Held out: phrasings that only the test split uses.
+TEST_PROBLEMS: dict[str, list[str]] = {
+    "billing": ["the yearly renewal charged my old card and then my new one too",
+                "why is my bill higher than the plan price",
+                "I paid the invoice but it still shows as unpaid"],
+    "technical": ["the calendar view shows every event on the wrong day",
+                  "our integration with Zapier returns an authentication error",
+                  "the app is extremely slow since the last release"],
+    "account": ["I can't reset my password because I no longer have the old phone",
+                "please give my colleague admin rights",
+                "how do I remove my credit card and delete the account"],
+    "other": ["do you sponsor open-source projects",
+              "can I get a tour of your office"],
+}
+
+IMPACT: dict[str, list[str]] = {
+    "high": [
+        "Our whole team is blocked and cannot work.",
+        "This is urgent, we are losing money every hour.",
+        "URGENT - production is affected right now.",
+        "Nobody here can do their job until this is fixed!!",
+        "We are losing sales because of this, please hurry.",
+        "This is critical for us, please treat it as an emergency.",
+        "It's blocking our launch today.",
+        "Customers are complaining and we cannot serve them.",
+    ],
+    "medium": [
+        "Could you look into it this week?",
+        "It's annoying but we can work around it for now.",
+        "A reply in the next day or two would be great.",
+        "We'd appreciate a timely answer.",
+        "It affects a few of our users.",
+        "Please get back to me soon.",
+        "Our accountant needs this before the end of the month.",
+    ],
+    "low": [
+        "",
+        "No rush.",
+        "Whenever you have time.",
+        "Just curious.",
+        "Not a big deal.",
+        "Thanks in advance.",
+    ],
+}
+
+OPENERS = ["", "Hi,", "Hello,", "Hey team,", "Dear support,", "Good morning,", "Hi there!",
+           "Bonjour,", "Hallo,", "Hola,", "Ciao,", "Hello support team,", "To whom it may concern,",
+           "Greetings,", "yo,"]
+CLOSINGS = ["", "Thanks.", "Thank you!", "Best regards, Anna", "Cheers, Tom", "Merci !",
+            "Danke schön.", "Gracias.", "Kind regards,\nPriya", "thx", "Regards, the ops team",
+            "Sent from my phone"]
+ASIDES = ["By the way, I love the new design.", "Also, is there a mobile app for tablets?",
+          "Unrelated: your docs have a typo on the pricing page.",
+          "PS: the dark mode looks great.", "We've been customers for five years."]
+STYLE = ["plain", "lower", "upper_start", "run_on", "question"]
+
+
+def _typo(text: str, rng: random.Random) -> str:
+    """One or two small slips, as people type."""
+    chars = list(text)
+    for _ in range(rng.randint(1, 2)):
+        if len(chars) < 8:
+            break
+        i = rng.randrange(1, len(chars) - 1)
+        if chars[i].isalpha() and chars[i + 1].isalpha():
+            chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+def _ticket(rng: random.Random, category: str, problem: str, priority: str) -> str:
+    body = problem[0].upper() + problem[1:]
+    style = rng.choice(STYLE)
+    if style == "lower":
+        body = body.lower()
+    elif style == "question" and not body.endswith("?"):
+        body = f"Can you help? {body}"
+    body += "?" if problem.startswith(("how", "can", "do ", "where", "what", "is ", "are ",
+                                       "could")) else "."
+    parts = [rng.choice(OPENERS), body, rng.choice(IMPACT[priority])]
+    if rng.random() < 0.25:
+        parts.insert(rng.randint(2, len(parts)), rng.choice(ASIDES))
+    parts.append(rng.choice(CLOSINGS))
+    text = " ".join(p for p in parts if p)
+    if style == "run_on":
+        text = text.replace(". ", ", ", 1)
+    if rng.random() < 0.3:
+        text = _typo(text, rng)
+    return text
+
+
+def _label(category: str, priority: str) -> dict[str, object]:
+    return {"category": category, "priority": priority, "escalate": priority == "high"}
+
+
+def _examples(problems: dict[str, list[str]], count: int, rng: random.Random
+              ) -> list[tuple[str, dict[str, object]]]:
+    # Priorities as they come in: most tickets are not emergencies.
+    priorities = ["low"] * 4 + ["medium"] * 3 + ["high"] * 3
+    made = []
+    seen: set[str] = set()
+    while len(made) < count:
+        category = rng.choice(list(problems))
+        priority = rng.choice(priorities)
+        text = _ticket(rng, category, rng.choice(problems[category]), priority)
+        if text not in seen:
+            seen.add(text)
+            made.append((text, _label(category, priority)))
+    return made
+
+
+def main() -> None:
+    rng = random.Random(SEED)
+    train = _examples(PROBLEMS, 640, rng)
+    test = _examples(TEST_PROBLEMS, 100, rng)
+    with (HERE / "train.jsonl").open("w", encoding="utf-8") as out:
+        for text, label in train:
+            answer = json.dumps(label)
+            out.write(json.dumps({"messages": [{"role": "user", "content": text},
+                                               {"role": "assistant", "content": answer}]},
+                                 ensure_ascii=False) + "\n")
+    with (HERE / "test.jsonl").open("w", encoding="utf-8") as out:
+        for index, (text, label) in enumerate(test):
+            out.write(json.dumps({"id": f"test-{index:03d}", "input": text,
+                                  "expected": label}, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
