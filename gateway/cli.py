@@ -55,12 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Fine-tunes a LoRA adapter on the served base model from chat JSONL and "
                     "writes a complete adapter folder the gateway validates and hot-loads.")
     train_command.add_arguments(trainer)
+    dataset = commands.add_parser("dataset", help="training data from captured traffic")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    exporter = dataset_commands.add_parser(
+        "export", help="captured examples to train/validation/test JSONL",
+        description="Deduplicates, re-validates, redacts and splits the examples the gateway "
+                    "captured (structured.capture) into a dataset for `train`.")
+    train_command.add_export_arguments(exporter)
     args = parser.parse_args(argv)
     _configure_logging()
     if args.command == "eval":
         return eval_command.main(args)
     if args.command == "train":
         return train_command.main(args)
+    if args.command == "dataset":
+        return train_command.export_main(args)
     try:
         if args.command == "serve":
             return _serve(args)

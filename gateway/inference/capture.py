@@ -30,10 +30,14 @@ class CaptureSettings(BaseModel):
     dir: Path = Path("var/examples")
     only_deviations: bool = Field(False, description="Capture only answers that needed a retry.")
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024)
+    # Full files kept per adapter and schema (<schema>.jsonl.1 the newest); 0: a full file
+    # takes no more examples.
+    max_files: int = Field(5, ge=0, le=100)
 
 
 class ExampleCapture:
-    """Appends examples to bounded JSONL files; a full file is left alone (logged once)."""
+    """Appends examples to bounded JSONL files that rotate: a full ``<schema>.jsonl`` becomes
+    ``<schema>.jsonl.1`` (older ones move up, the oldest beyond ``max_files`` goes)."""
 
     def __init__(self, settings: CaptureSettings) -> None:
         self.settings = settings
@@ -53,10 +57,12 @@ class ExampleCapture:
             path.parent.mkdir(parents=True, exist_ok=True)
             size = path.stat().st_size if path.exists() else 0
             if size + len(line) > self.settings.max_file_bytes:
-                self._full.add(path)
-                log.warning("example file %s reached %d bytes; no more examples go to it",
-                            path, self.settings.max_file_bytes)
-                return
+                if self.settings.max_files == 0 or len(line) > self.settings.max_file_bytes:
+                    self._full.add(path)
+                    log.warning("example file %s reached %d bytes; no more examples go to it",
+                                path, self.settings.max_file_bytes)
+                    return
+                _rotate(path, self.settings.max_files)
             with path.open("a", encoding="utf-8") as out:
                 out.write(line)
 
@@ -80,6 +86,17 @@ def _meta(report: Mapping[str, Any]) -> dict[str, Any]:
         "deviations": [d["kind"] for d in report["deviations"]],
         "captured_at": int(time.time()),
     }
+
+
+def _rotate(path: Path, keep: int) -> None:
+    """``x.jsonl`` -> ``x.jsonl.1`` -> ... -> ``x.jsonl.<keep>``; the oldest is removed."""
+    path.with_name(f"{path.name}.{keep}").unlink(missing_ok=True)
+    for index in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{index}")
+        if older.exists():
+            older.rename(path.with_name(f"{path.name}.{index + 1}"))
+    path.rename(path.with_name(f"{path.name}.1"))
+    log.info("example file %s rotated (%d kept)", path, keep)
 
 
 def _safe(label: str) -> str:

@@ -111,3 +111,38 @@ def _schema(name: str | None) -> CompiledSchema | None:
     import json
 
     return ValidatorCache().compile(json.loads(path.read_text()))
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--capture", type=Path, default=PROJECT_ROOT / "var" / "examples",
+                        help="the capture folder (structured.capture.dir)")
+    parser.add_argument("--adapter", required=True, help="whose traffic (or 'base')")
+    parser.add_argument("--schema", required=True, help="the registered schema it answered")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the splits")
+    parser.add_argument("--redact", help="module:function applied to every record before "
+                        "anything is written (default: e-mails and long numbers masked; "
+                        "'none': as captured)")
+    parser.add_argument("--validation", type=float, default=0.1)
+    parser.add_argument("--test", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def export_main(args: argparse.Namespace) -> int:
+    from gateway.training.export import export, load_redactor
+
+    try:
+        schema = _schema(args.schema)
+        if schema is None:
+            raise ValueError("--schema is required")
+        summary = export(args.capture, args.adapter, args.schema, schema, args.out,
+                         load_redactor(args.redact), (args.validation, args.test), args.seed)
+    except ValueError as exc:
+        sys.stderr.write(f"dataset export: {exc}\n")
+        return 2
+    counts = {name: sum(labels.values()) for name, labels in summary.splits.items()}
+    sys.stdout.write(
+        f"{summary.read} captured, {summary.duplicates} duplicates, {len(summary.invalid)} "
+        f"invalid, {summary.redacted_away} dropped by redaction, {summary.recovered} "
+        f"recovered by retry; train {counts['train']}, validation {counts['validation']}, "
+        f"test {counts['test']} in {args.out}\n")
+    return 0

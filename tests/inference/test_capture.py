@@ -31,8 +31,26 @@ def test_examples_go_to_one_file_per_adapter_and_schema(tmp_path: Path) -> None:
     assert written[0]["deviations"] == ["not_json"]
 
 
-def test_a_full_file_takes_no_more(tmp_path: Path) -> None:
-    capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024))
+def test_full_files_rotate_and_the_oldest_go(tmp_path: Path) -> None:
+    settings = CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024, max_files=2)
+    capture = ExampleCapture(settings)
+    for index in range(9):  # two examples fill a file
+        example = chat_example([{"role": "user", "content": f"{index} " + "x" * 200}], TICKET,
+                               REPORT)
+        capture.record("base", "ticket", example)
+    folder = tmp_path / "base"
+    assert sorted(p.name for p in folder.iterdir()) == ["ticket.jsonl", "ticket.jsonl.1",
+                                                        "ticket.jsonl.2"]
+    newest = [int(r["messages"][0]["content"].split()[0]) for r in _lines(folder / "ticket.jsonl")]
+    rotated = [int(r["messages"][0]["content"].split()[0])
+               for r in _lines(folder / "ticket.jsonl.1")]
+    assert newest == [8] and rotated == [6, 7]  # 0 to 3 were rotated out
+    assert all(p.stat().st_size <= 1024 for p in folder.iterdir())
+
+
+def test_a_full_file_takes_no_more_without_rotation(tmp_path: Path) -> None:
+    capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024,
+                                             max_files=0))
     example = chat_example([{"role": "user", "content": "x" * 200}], TICKET, REPORT)
     for _ in range(10):
         capture.record("base", "ticket", example)
