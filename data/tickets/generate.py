@@ -116,6 +116,12 @@ PROBLEMS: dict[str, list[str]] = {
     ],
 }
 
+# More phrasings, in the words customers use.
+PROBLEMS["billing"] += ['my subscription renewed even though I turned auto-renew off', 'I see three charges of 19.99 on my bank statement', 'the quote you sent does not match what we were invoiced', 'we need an invoice with our purchase order number on it', 'why was I charged a late fee', 'I upgraded by mistake and want my money back', 'the payment page rejects our company credit card', 'please send the invoices to our finance department instead of me', 'how much would the enterprise plan cost for 200 users', 'your pricing page says 10 euros but I paid 12', 'we were billed for a month we did not use', 'can we pay by bank transfer instead of card']
+PROBLEMS["technical"] += ['the login page shows a spinner forever', "I get 'connection reset' errors when syncing large projects", 'the Android app crashes right after the splash screen', 'dates in the export are shifted by one day', 'our API key suddenly returns 403 forbidden', 'the editor loses my changes when I switch tabs', 'emails from your system end up with broken links', 'the integration with Microsoft Teams does not post anything', 'charts on the dashboard are empty since this morning', 'uploading a CSV gives a parsing error on every file', 'the app is really slow when more than ten people use it', 'the mobile app drains the battery in an hour']
+PROBLEMS["account"] += ["I can't sign in with Google anymore", 'my colleague never received the invite to join our workspace', 'how do I make someone else the billing contact on the account', "I'm locked out because I lost my authenticator app", 'please remove the old admin from our organisation', 'I changed jobs and need to move my account to my new email', 'can I have two workspaces under one login', 'the system says my email is already registered but I never signed up', 'please reset the password for our shared support account', 'we need to reduce our team from 20 seats to 15 users', 'I want to download all my data before deleting my account', 'how do I turn on two-factor authentication']
+PROBLEMS["other"] += ['do you have a reseller programme in Canada', "I'd like to give feedback about your onboarding video", 'is your company attending the trade fair in Paris', 'who should I contact about a partnership', 'can you send me stickers for our office', 'I found a typo on your homepage', "what's the story behind your company name", 'are your servers powered by renewable energy']
+
 # Held out: phrasings that only the test split uses.
 TEST_PROBLEMS: dict[str, list[str]] = {
     "billing": ["the yearly renewal charged my old card and then my new one too",
@@ -141,6 +147,12 @@ IMPACT: dict[str, list[str]] = {
         "This is critical for us, please treat it as an emergency.",
         "It's blocking our launch today.",
         "Customers are complaining and we cannot serve them.",
+        "We can't take any orders until this works.",
+        "Please escalate, this is an emergency.",
+        "Everyone in the office is stuck.",
+        "This is costing us thousands of dollars.",
+        "asap please!!!",
+        "Es ist dringend, wir können nicht arbeiten.",
     ],
     "medium": [
         "Could you look into it this week?",
@@ -150,6 +162,11 @@ IMPACT: dict[str, list[str]] = {
         "It affects a few of our users.",
         "Please get back to me soon.",
         "Our accountant needs this before the end of the month.",
+        "We need this sorted out by Friday.",
+        "It slows our team down a bit.",
+        "Could you reply within a couple of days?",
+        "Some of our customers noticed it too.",
+        "Une réponse rapide serait appréciée.",
     ],
     "low": [
         "",
@@ -158,6 +175,9 @@ IMPACT: dict[str, list[str]] = {
         "Just curious.",
         "Not a big deal.",
         "Thanks in advance.",
+        "When you get a chance.",
+        "Just wondering.",
+        "Out of curiosity.",
     ],
 }
 
@@ -228,7 +248,7 @@ def _examples(problems: dict[str, list[str]], count: int, rng: random.Random
 
 def main() -> None:
     rng = random.Random(SEED)
-    train = _examples(PROBLEMS, 640, rng)
+    train = _examples(PROBLEMS, 800, rng)
     test = _examples(TEST_PROBLEMS, 100, rng)
     with (HERE / "train.jsonl").open("w", encoding="utf-8") as out:
         for text, label in train:
