@@ -28,6 +28,8 @@ class SamplingDefaults(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
+    # vLLM's min_tokens: no end-of-answer before this many tokens (1: never an empty answer).
+    min_tokens: int | None = Field(None, ge=0)
 
 
 class ServingDefaults(BaseModel):

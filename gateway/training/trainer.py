@@ -193,7 +193,8 @@ def _write_folder(config: TrainConfig, model: Any, out: Path, card: TrainingCard
             f"adapter-gateway train on {card.train_examples} examples ({CARD_FILE})."),
         "digest": f"sha256:{digest}",
     }
-    serving: dict[str, Any] = {"sampling": {"temperature": 0.0}}
+    # min_tokens 1: sampling can never end the answer before it starts (an empty answer).
+    serving: dict[str, Any] = {"sampling": {"temperature": 0.0, "min_tokens": 1}}
     if config.system_prompt:
         serving["system_prompt"] = config.system_prompt
     if config.response_schema:
