@@ -159,6 +159,10 @@ def _chart(name: str, variants: list[Summary]) -> bytes:
             if any(shares):
                 axes.bar(labels, shares, bottom=bottom, label=kind)
                 bottom = [b + v for b, v in zip(bottom, shares, strict=True)]
+        if not any(bottom):
+            axes.bar(labels, bottom)  # the variants on the axis, at 0
+            axes.text(0.5, 0.5, "no format deviation", transform=axes.transAxes,
+                      ha="center", va="center")
         axes.set_ylabel("% of requests, first attempt")
         axes.set_title("Format deviation by kind")
     elif name == "accuracy-split":
@@ -185,7 +189,8 @@ def _chart(name: str, variants: list[Summary]) -> bytes:
                  label="completion")
         axes.set_ylabel("tokens per request")
         axes.set_title("Tokens per request (all attempts)")
-    axes.legend(fontsize="small")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small")
     axes.tick_params(axis="x", labelrotation=15)
     figure.tight_layout()
     buffer = io.BytesIO()

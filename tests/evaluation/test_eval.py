@@ -19,6 +19,7 @@ import pytest
 from gateway.app import create_app
 from gateway.cli import main as cli
 from gateway.evaluation.dataset import DatasetError, load_dataset
+from gateway.evaluation.render import write_report
 from gateway.evaluation.report import (
     ENOUGH,
     FINE_TUNE,
@@ -244,3 +245,14 @@ async def test_captured_traffic_is_evaluated(make_settings: SettingsFactory,
 def test_an_empty_capture_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no structured answers"):
         from_capture(default_plan(), tmp_path)
+
+
+async def test_a_report_without_any_deviation_draws_its_charts(
+    gateway: str, fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    """Warnings are errors here: an empty legend or chart would fail this."""
+    script(fake_engine, [json.dumps(RIGHT)] * 4)
+    report = await evaluate(gateway, plan(), dataset(tmp_path, 4), tmp_path / "out")
+    paths = write_report(report, tmp_path / "out")
+    assert report.variants[0].by_kind == {}
+    assert charts_drawn(paths["html"]) == 4
