@@ -184,6 +184,10 @@ def _write_folder(config: TrainConfig, model: Any, out: Path, card: TrainingCard
     (scratch / "README.md").unlink(missing_ok=True)  # PEFT's empty card: training.json is ours
     peft_config = json.loads((scratch / CONFIG_FILE).read_text())
     peft_config["base_model_name_or_path"] = config.base_model_name
+    # PEFT writes a set here, in an order that changes with every process's hash seed: sorted,
+    # the same training gives the same file, and so the same digest.
+    if isinstance(peft_config.get("target_modules"), list):
+        peft_config["target_modules"] = sorted(peft_config["target_modules"])
     (scratch / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2) + "\n")
     digest, _ = content_digest({n: scratch / n for n in (CONFIG_FILE, WEIGHTS_FILE)})
     manifest: dict[str, Any] = {
