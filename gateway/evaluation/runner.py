@@ -226,6 +226,3 @@ def _score(result: Result, expected: Mapping[str, Any] | None) -> None:
     result.fields = {name: answer.get(name) == value for name, value in expected.items()}
     result.exact = all(result.fields.values())
 
-
-def keys(results: Iterable[Result]) -> set[str]:
-    return {r.key for r in results}

@@ -8,7 +8,6 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gateway.structured.deviations import classify
 from gateway.structured.validation import CompiledSchema
@@ -86,6 +85,3 @@ def split(examples: Sequence[Example], validation_share: float, seed: int
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def as_record(example: Example) -> dict[str, Any]:
-    return {"messages": [*example.prompt, {"role": "assistant", "content": example.answer}]}

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from gateway.adapters.folder import content_digest
-from gateway.training.data import Example, as_record
+from gateway.training.data import Example
 from gateway.training.encoding import Encoded, collate, encode
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,3 @@ def _write_folder(config: TrainConfig, model: Any, out: Path, card: TrainingCard
         shutil.rmtree(out)
     scratch.rename(out)
 
-
-def write_split(examples: list[Example], path: Path) -> None:
-    path.write_text("".join(json.dumps(as_record(e), ensure_ascii=False) + "\n"
-                            for e in examples), encoding="utf-8")
