@@ -186,6 +186,11 @@ class GatewayMetrics:
             "gateway_structured_retries", "Retries made for structured answers, by strategy.",
             ["adapter", "schema", "strategy"], registry=r,
         )
+        self.structured_stopped_early = Counter(
+            "gateway_structured_stopped_early",
+            "First attempts stopped as soon as they could no longer be valid (fail fast).",
+            ["adapter", "schema"], registry=r,
+        )
         self.structured_recoveries = Counter(
             "gateway_structured_recoveries",
             "Requests whose answer deviated at first and was valid after retrying.",
@@ -245,7 +250,7 @@ class GatewayMetrics:
         if not self.enabled or (id(self.structured_checks), pair) in self._children:
             return  # the checks child is cached below: the pair's series exist already
         for counter in (self.structured_recoveries, self.structured_exhausted,
-                        self.structured_budget_denied):
+                        self.structured_budget_denied, self.structured_stopped_early):
             self.child(counter, *pair)
         for kind in self.deviation_kinds:
             self.child(self.structured_deviations, *pair, kind)
@@ -386,6 +391,9 @@ class Recorder:
     def structured_budget_denied(self, adapter: str, schema: str) -> None:
         self._m.child(self._m.structured_budget_denied, adapter, schema).inc()
 
+    def structured_stopped_early(self, adapter: str, schema: str) -> None:
+        self._m.child(self._m.structured_stopped_early, adapter, schema).inc()
+
     def structured_recovered(self, adapter: str, schema: str) -> None:
         self._m.child(self._m.structured_recoveries, adapter, schema).inc()
 
@@ -450,6 +458,9 @@ class NullRecorder(Recorder):
         pass
 
     def structured_budget_denied(self, adapter: str, schema: str) -> None:
+        pass
+
+    def structured_stopped_early(self, adapter: str, schema: str) -> None:
         pass
 
     def structured_recovered(self, adapter: str, schema: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,5 +42,11 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Forwarder(Protocol):
-    async def __call__(self, call: Call, body: dict[str, Any]) -> dict[str, Any]: ...
+class Upstream(Protocol):
+    """The engine as the structured runner sees it: whole answers, or a stream of events."""
+
+    async def forward(self, call: Call, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def events(
+        self, call: Call, body: dict[str, Any]
+    ) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...

@@ -49,25 +49,35 @@ def error_event(error: GatewayError) -> bytes:
     return sse(error.envelope())
 
 
-async def relay(
-    lines: AsyncIterator[bytes], public_model: str, stats: StreamStats, *, keep_usage: bool
-) -> AsyncIterator[bytes]:
-    """Yields the engine's events with ``model`` rewritten to the name the client used.
+async def events(lines: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The engine's stream events, parsed, up to ``[DONE]``.
 
-    The gateway always asks the engine for usage (to count tokens); the usage-only
-    event is passed on only when the client asked for it too. An error event from the
-    engine, or a stream that ends without ``[DONE]``, raises the matching GatewayError.
+    An error event from the engine, or a stream that ends without ``[DONE]``, raises the
+    matching GatewayError.
     """
     async for line in lines:
         if not line.startswith(b"data:"):
             continue
         data = line[5:].strip()
         if data == b"[DONE]":
-            yield DONE
             return
         event = _event(data)
         _raise_if_error(event)
-        _observe(event, stats)
+        yield event
+    raise UpstreamError("the engine's stream ended without [DONE]: the answer may be "
+                        "incomplete", code="engine_cut_off")
+
+
+async def relay(
+    lines: AsyncIterator[bytes], public_model: str, stats: StreamStats, *, keep_usage: bool
+) -> AsyncIterator[bytes]:
+    """Yields the engine's events with ``model`` rewritten to the name the client used.
+
+    The gateway always asks the engine for usage (to count tokens); the usage-only
+    event is passed on only when the client asked for it too.
+    """
+    async for event in events(lines):
+        observe(event, stats)
         if not keep_usage and "usage" in event:
             if not event.get("choices"):
                 continue
@@ -76,8 +86,7 @@ async def relay(
             event["model"] = public_model
         stats.events += 1
         yield sse(event)
-    raise UpstreamError("the engine's stream ended without [DONE]: the answer may be "
-                        "incomplete", code="engine_cut_off")
+    yield DONE
 
 
 def _raise_if_error(event: dict[str, Any]) -> None:
@@ -105,7 +114,8 @@ def _event(data: bytes) -> dict[str, Any]:
     return event
 
 
-def _observe(event: dict[str, Any], stats: StreamStats) -> None:
+def observe(event: dict[str, Any], stats: StreamStats) -> None:
+    """Notes the usage and the token timing one event shows."""
     usage = event.get("usage")
     if isinstance(usage, dict):
         stats.usage = usage

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any
 
 from gateway.adapters.target import ModelTarget
@@ -13,7 +13,7 @@ from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
 from gateway.inference.admission import Admission
 from gateway.inference.call import AnyRequest, Call, Reply
-from gateway.inference.relay import StreamStats, error_event, relay
+from gateway.inference.relay import StreamStats, error_event, events, observe, relay
 from gateway.inference.settings import LimitSettings
 from gateway.inference.structured import StructuredRunner
 from gateway.inference.targets import TargetResolver
@@ -70,7 +70,7 @@ class InferenceService:
 
     async def _answer(self, call: Call, held: AsyncExitStack) -> Reply:
         if self.structured is not None:
-            structured = await self.structured.answer(call, self.forward)
+            structured = await self.structured.answer(call, self)
             if structured is not None:
                 return structured
         if call.request.stream:
@@ -89,6 +89,23 @@ class InferenceService:
             self._upstream_time(call, time.perf_counter() - started)
         self._count_tokens(call, answer.get("usage"))
         return answer
+
+    @asynccontextmanager
+    async def events(
+        self, call: Call, body: dict[str, Any]
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Sends one streaming request; yields its parsed events, and counts its tokens.
+
+        Leaving early closes the connection, and the engine stops generating.
+        """
+        stats = StreamStats()
+        try:
+            async with self.engine.stream(call.path, body, call.request_id) as lines, \
+                    aclosing(_observed(events(lines), stats)) as observed:
+                yield observed
+        finally:
+            self._upstream_time(call, time.perf_counter() - stats.started)
+            self._count_tokens(call, stats.usage)
 
     async def _stream(self, call: Call, lease: AsyncExitStack) -> AsyncIterator[bytes]:
         body = dict(call.body)
@@ -168,6 +185,14 @@ def _engine_body(request: AnyRequest, target: ModelTarget) -> dict[str, Any]:
         body["messages"] = [{"role": "system", "content": defaults.system_prompt},
                             *body["messages"]]
     return body
+
+
+async def _observed(
+    stream: AsyncIterator[dict[str, Any]], stats: StreamStats
+) -> AsyncGenerator[dict[str, Any]]:
+    async for event in stream:
+        observe(event, stats)
+        yield event
 
 
 async def _primed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

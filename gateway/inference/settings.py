@@ -29,3 +29,6 @@ class StructuredSettings(Section):
     on_exhausted: Literal["error", "flag"] = "error"
     validate_adapter_defaults: bool = True
     capture: CaptureSettings = CaptureSettings()
+    # Stream a structured request's first attempt and stop it as soon as it cannot be
+    # valid, when a retry would follow (see gateway/structured/early.py).
+    fail_fast: bool = True

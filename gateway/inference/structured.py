@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamClientError
-from gateway.inference.call import CHAT, Call, Forwarder, Reply
+from gateway.inference.call import CHAT, Call, Reply, Upstream
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
+from gateway.inference.fail_fast import UNSUPPORTED, watched_attempt
 from gateway.inference.relay import DONE, sse
 from gateway.inference.settings import StructuredSettings
 from gateway.metrics import Recorder
@@ -23,6 +24,7 @@ from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
 from gateway.structured.decoding_fields import check_decoding_fields, has_decoding_fields
 from gateway.structured.deviations import Verdict, check_document, classify
+from gateway.structured.early import PrefixCheck
 from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
     JSON_OBJECT,
@@ -59,6 +61,7 @@ class StructuredRunner:
         on_exhausted: str = "error",
         validate_adapter_defaults: bool = True,
         capture: ExampleCapture | None = None,
+        fail_fast: bool = True,
     ) -> None:
         self.schemas = schemas
         self.cache = cache
@@ -70,6 +73,7 @@ class StructuredRunner:
         self.on_exhausted = on_exhausted
         self.validate_adapter_defaults = validate_adapter_defaults
         self.capture = capture
+        self.fail_fast = fail_fast
 
     def plan(self, call: Call) -> Plan | None:
         """The schema and retry policy for ``call``, or None when it wants free text."""
@@ -92,7 +96,7 @@ class StructuredRunner:
                                  param="prompt")
         return Plan(schema, effective_policy(self.retry, request.retry))
 
-    async def answer(self, call: Call, forward: Forwarder) -> Reply | None:
+    async def answer(self, call: Call, upstream: Upstream) -> Reply | None:
         """Runs attempts until one is valid or the policy (or budget) says stop.
 
         None when the call asks for free text: the caller forwards it as it is.
@@ -112,9 +116,14 @@ class StructuredRunner:
         budget.record_request()
         strategy: Strategy | None = None
         can_constrain = True
+        check = self._prefix_check(plan, first, budget)
         while True:
+            early: Verdict | None = None
             try:
-                response = await forward(call, body)
+                if check is not None and strategy is None:
+                    response, early = await watched_attempt(upstream, call, body, check, chat)
+                else:
+                    response = await upstream.forward(call, body)
             except UpstreamClientError as exc:
                 if strategy is not Strategy.CONSTRAINED:
                     raise
@@ -126,10 +135,13 @@ class StructuredRunner:
             else:
                 answer = attempts.Answer.of(response, chat)
                 outcome.add_answer(answer)
-                verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
-                                                  plan.schema.schema, answer.refusal)
+                verdict = early if early is not None else await asyncio.to_thread(
+                    classify, answer.content, answer.finish_reason, plan.schema.schema,
+                    answer.refusal)
                 self._count_check(labels, verdict)
-                outcome.add_verdict(verdict, answer.content)
+                if early is not None:
+                    self.recorder.structured_stopped_early(*labels)
+                outcome.add_verdict(verdict, answer.content, stopped_early=early is not None)
                 if verdict.valid:
                     break
             strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
@@ -143,6 +155,21 @@ class StructuredRunner:
                                        plan.schema.schema.schema, chat)
         await self._capture(first, outcome, labels, chat)
         return self._finish(call, outcome, labels, chat)
+
+    def _prefix_check(
+        self, plan: Plan, first: dict[str, Any], budget: RetryBudget
+    ) -> PrefixCheck | None:
+        """A check that stops the first attempt early, where a retry would follow it.
+
+        An attempt is stopped only when another engine attempt can be made; with
+        ``extract`` in the policy, prose is read on until an object inside it is complete.
+        """
+        policy = plan.policy
+        if not self.fail_fast or policy.max_attempts < 2 or any(k in first for k in UNSUPPORTED):
+            return None
+        if not any(s.calls_engine for s in policy.strategies) or budget.remaining() < 1:
+            return None
+        return PrefixCheck(plan.schema.schema, read_prose=Strategy.EXTRACT in policy.strategies)
 
     async def _capture(
         self, first: dict[str, Any], outcome: Outcome, labels: tuple[str, str], chat: bool
@@ -231,6 +258,7 @@ def build_structured_runner(
         on_exhausted=settings.on_exhausted,
         validate_adapter_defaults=settings.validate_adapter_defaults,
         capture=capture,
+        fail_fast=settings.fail_fast,
     )
 
 

@@ -17,10 +17,11 @@ from typing import Any
 MAX_ATTEMPTS = 32
 # A refusal opens with an apology, a negation or "as an AI" and says it will not or cannot
 # help within its first sentence; "I'm sorry to hear that ..." alone is empathy, not refusal.
-_REFUSAL_OPENING = re.compile(
-    r"^\W{0,3}(?:i['’]?m\b|i\ am\b|i\b|we\b|sorry\b|unfortunately\b|as\ an\ ai\b)",
-    re.IGNORECASE | re.VERBOSE,
+# (The pattern is shared with ``early``, which matches it partially while an answer streams.)
+REFUSAL_OPENING = (
+    r"^\W{0,3}(?:i['’]?m\b|i\ am\b|i\b|we\b|sorry\b|unfortunately\b|as\ an\ ai\b)"
 )
+_REFUSAL_OPENING = re.compile(REFUSAL_OPENING, re.IGNORECASE | re.VERBOSE)
 _REFUSAL_SAYING = re.compile(
     r"""\b(?:can\ ?not|can['’]t|won['’]t|will\ not|unable\ to|not\ able\ to|must\ decline
           |not\ allowed\ to|not\ something\ i\ can|as\ an\ ai)\b""",
@@ -45,6 +46,11 @@ def loads(text: str) -> Any:
     Raises ``ValueError`` (``json.JSONDecodeError`` for syntax) or ``RecursionError``.
     """
     return _decoder().decode(text)
+
+
+def raw_decode(text: str) -> tuple[Any, int]:
+    """The JSON document ``text`` starts with and where it ends (strict, as ``loads``)."""
+    return _decoder().raw_decode(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,15 @@ class Deviation:
     kind: str
     keyword: str | None
     messages: tuple[str, ...]
+    # The gateway stopped the answer as soon as it could no longer be valid.
+    stopped_early: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "kind": self.kind, "keyword": self.keyword,
-                "messages": list(self.messages)}
+        report = {"attempt": self.attempt, "kind": self.kind, "keyword": self.keyword,
+                  "messages": list(self.messages)}
+        if self.stopped_early:
+            report["stopped_early"] = True
+        return report
 
 
 @dataclass
@@ -52,12 +57,15 @@ class Outcome:
         for key in _USAGE_KEYS:
             self.usage[key] += int(usage.get(key) or 0)
 
-    def add_verdict(self, verdict: Verdict, content: str | None) -> None:
+    def add_verdict(
+        self, verdict: Verdict, content: str | None, *, stopped_early: bool = False
+    ) -> None:
         if verdict.valid:
             self.valid, self.content = True, content
             return
         kind = verdict.kind.value if verdict.kind else "unknown"
-        self.deviations.append(Deviation(self.attempts, kind, verdict.keyword, verdict.messages))
+        self.deviations.append(Deviation(self.attempts, kind, verdict.keyword, verdict.messages,
+                                         stopped_early))
 
     def report(self) -> dict[str, Any]:
         return {

@@ -36,6 +36,9 @@ class FakeAnswer:
     # How a stream ends: "done" ([DONE]), "cut" (the body just ends after the content),
     # or "error" (vLLM's own error event after the content, then [DONE]).
     stream_end: str = "done"
+    # When set, a stream holds after this many pieces until its client leaves, as a long
+    # generation would (the fake's ``stream_cancelled`` tells a test it left).
+    hold_after: int | None = None
 
 
 @dataclass
@@ -55,6 +58,7 @@ class FakeEngine:
     # --api-key does.
     api_key: str | None = None
     streams_cancelled: int = 0
+    stream_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     # Non-streaming requests whose client (the gateway) went away while they were delayed.
     requests_cancelled: int = 0
     request_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
@@ -150,6 +154,7 @@ class FakeEngine:
         finally:
             if not finished:
                 self.streams_cancelled += 1
+                self.stream_cancelled.set()
 
     async def _events(
         self, body: dict[str, Any], answer: FakeAnswer, chat: bool
@@ -157,6 +162,8 @@ class FakeEngine:
         cid = f"cmpl-{next(self._ids)}"
         kind = "chat.completion.chunk" if chat else "text_completion"
         pieces = _pieces(answer.content)
+        # vLLM's continuous_usage_stats: every event carries the usage so far.
+        running = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
         for index, piece in enumerate(pieces):
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
@@ -170,7 +177,16 @@ class FakeEngine:
                 if chat
                 else {"index": 0, "text": piece, "finish_reason": finish}
             )
-            yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [choice]})
+            event: dict[str, Any] = {"id": cid, "object": kind, "model": body["model"],
+                                     "choices": [choice]}
+            if running:
+                completion = index + 1
+                event["usage"] = {"prompt_tokens": answer.prompt_tokens,
+                                  "completion_tokens": completion,
+                                  "total_tokens": answer.prompt_tokens + completion}
+            yield _sse(event)
+            if answer.hold_after is not None and index + 1 >= answer.hold_after:
+                await asyncio.Event().wait()  # until the client leaves (cancelled)
         if answer.stream_end == "cut":
             return
         if answer.stream_end == "error":

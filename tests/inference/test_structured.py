@@ -55,7 +55,8 @@ async def test_prose_then_constrained_then_valid(client: httpx.AsyncClient,
     assert body["structured"]["attempts"] == 2
     assert body["structured"]["strategies"] == ["constrained"]
     assert [d["kind"] for d in body["structured"]["deviations"]] == ["not_json"]
-    assert body["usage"]["completion_tokens"] == 32
+    # The prose was stopped after its first token (fail fast): 1 + 20 tokens, not 12 + 20.
+    assert body["usage"]["completion_tokens"] == 21
     assert body["usage"]["prompt_tokens"] == 20
     second = fake_engine.requests[1]
     assert second["response_format"]["type"] == "structural_tag"
@@ -209,7 +210,8 @@ async def test_text_completions_are_validated_too(client: httpx.AsyncClient,
     response = await client.post("/v1/completions", json=body)
     assert response.status_code == 200
     assert json.loads(response.json()["choices"][0]["text"])["category"] == "billing"
-    assert "Billing, I think." in fake_engine.requests[1]["prompt"]
+    # The reask quotes what the first attempt said before it was stopped.
+    assert "Billing," in fake_engine.requests[1]["prompt"]
 
 
 async def test_exhaustion_advice_fits_the_deviations(client: httpx.AsyncClient,
