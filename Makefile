@@ -1,5 +1,5 @@
 # Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
-.PHONY: setup run test lint bench eval ticket-router
+.PHONY: setup run test lint bench eval loadtest ticket-router
 
 setup:
 	scripts/setup.sh
@@ -22,6 +22,11 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_hostile_corpus
 	.venv/bin/python -m benchmarks.bench_metrics
 	.venv/bin/python -m benchmarks.bench_adapter_cycles --start
+
+# One minute of realistic traffic on the embedded setup (vLLM on the bundled model), with a
+# hot swap under load; fails when a threshold is missed. Reports in var/loadtest/.
+loadtest: setup
+	.venv/bin/python -m loadtests.run --users 8 --duration 60s --out var/loadtest
 
 # "Should I fine-tune?" on the shipped support tickets (starts the embedded gateway).
 eval: setup

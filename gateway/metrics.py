@@ -172,6 +172,11 @@ class GatewayMetrics:
             "gateway_completion_tokens", "Completion tokens generated, every attempt included.",
             ["adapter"], registry=r,
         )
+        self.structured_requests = Counter(
+            "gateway_structured_requests",
+            "Requests whose answer is validated against a schema (whatever their attempts).",
+            ["adapter", "schema"], registry=r,
+        )
         self.structured_checks = Counter(
             "gateway_structured_checks",
             "Structured answers checked against their schema (one per attempt).",
@@ -250,7 +255,8 @@ class GatewayMetrics:
         if not self.enabled or (id(self.structured_checks), pair) in self._children:
             return  # the checks child is cached below: the pair's series exist already
         for counter in (self.structured_recoveries, self.structured_exhausted,
-                        self.structured_budget_denied, self.structured_stopped_early):
+                        self.structured_budget_denied, self.structured_stopped_early,
+                        self.structured_requests):
             self.child(counter, *pair)
         for kind in self.deviation_kinds:
             self.child(self.structured_deviations, *pair, kind)
@@ -377,6 +383,7 @@ class Recorder:
     def structured_started(self, adapter: str, schema: str) -> None:
         """A structured request of this pair: its zero series exist from now on."""
         self._m.ensure_structured_series(adapter, schema)
+        self._m.child(self._m.structured_requests, adapter, schema).inc()
 
     def structured_check(self, adapter: str, schema: str, deviation: str | None) -> None:
         """One answer checked; ``deviation`` is its kind, None when valid."""

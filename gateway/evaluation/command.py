@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 from gateway.evaluation.dataset import load_dataset
 from gateway.evaluation.render import write_report
@@ -22,8 +15,7 @@ from gateway.evaluation.report import Report, build_report
 from gateway.evaluation.runner import RESULTS, run_eval
 from gateway.evaluation.sources import default_plan, from_capture, from_prometheus
 from gateway.evaluation.variants import load_plan
-
-READY_TIMEOUT_S = 900
+from gateway.launcher import local_gateway
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,48 +65,7 @@ def _report(args: argparse.Namespace) -> Report:
         raise ValueError("give --dataset and --variants (or --from-capture, --from-prometheus)")
     items = load_dataset(args.dataset)
     key = os.environ.get(args.api_key_env) or None
-    with _gateway(args.url, args.out) as url:
+    with local_gateway(args.url, args.out) as url:
         results = asyncio.run(run_eval(url, plan, items, args.out, api_key=key,
                                        progress=not args.quiet))
     return build_report(plan, results, args.dataset.name, len(items))
-
-
-@contextlib.contextmanager
-def _gateway(url: str | None, out: Path) -> Iterator[str]:
-    """``url``, or the embedded gateway started for the run (and stopped after it)."""
-    if url is not None:
-        yield url.rstrip("/")
-        return
-    from gateway.engine.supervisor import free_port  # the gateway's own port picker
-
-    port = free_port()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "gateway.log"
-    sys.stderr.write(f"starting the embedded gateway on port {port} (log: {log}); the engine "
-                     "takes a minute or two to load\n")
-    with log.open("ab") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-                                stdout=sink, stderr=subprocess.STDOUT)
-    local = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(local, proc, log)
-        yield local
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ValueError(f"the gateway exited with status {proc.returncode}; see {log}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                return
-        time.sleep(1)
-    raise ValueError(f"the gateway was not ready after {READY_TIMEOUT_S} s; see {log}")
