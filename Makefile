@@ -1,5 +1,5 @@
 # Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
-.PHONY: setup run test lint bench eval loadtest ticket-router
+.PHONY: setup run test lint bench bench-parts eval loadtest ticket-router
 
 setup:
 	scripts/setup.sh
@@ -15,7 +15,13 @@ lint: setup
 	.venv/bin/lint-imports
 	.venv/bin/mypy
 
+# The gateway against the engine, side by side (about 25 minutes here): writes
+# docs/benchmarks.md, docs/benchmarks.json and docs/benchmarks.png.
 bench: setup
+	.venv/bin/python -m benchmarks.side_by_side --runs 3
+
+# Smaller benchmarks of single parts (figures in the README).
+bench-parts: setup
 	.venv/bin/python -m benchmarks.bench_overhead
 	.venv/bin/python -m benchmarks.bench_validation
 	.venv/bin/python -m benchmarks.bench_hostile_schemas

@@ -57,13 +57,13 @@ SAMPLES = os.environ.get("LOADTEST_SAMPLES")
 _samples: list[tuple[float, str, str, float, bool]] = []
 
 
-@events.request.add_listener
+@events.request.add_listener  # type: ignore[untyped-decorator]
 def _keep(request_type: str, name: str, response_time: float, exception: Any,
           **_: Any) -> None:
     _samples.append((time.time(), request_type, name, response_time, exception is not None))
 
 
-@events.quitting.add_listener
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _write_samples(**_: Any) -> None:
     if SAMPLES:
         Path(SAMPLES).write_text(json.dumps(_samples))

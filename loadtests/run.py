@@ -172,7 +172,9 @@ def _setup(
         yield args.url.rstrip("/"), None if args.no_hot_swap else config.get("hot_swap")
         return
     swap_root = scratch / "swap-store"
-    swap = None if args.no_hot_swap else _swap_versions(swap_root)
+    swap = None if args.no_hot_swap else {
+        "name": SWAP_NAME, "folders": adapter_versions(swap_root, SWAP_NAME, ["a", "b"]),
+        "every_s": 3}
     env = {**os.environ,
            "GATEWAY_ADAPTERS__ROOTS": json.dumps([str(ROOT / "adapters"), str(swap_root)])}
     with contextlib.ExitStack() as stack:
@@ -186,21 +188,30 @@ def _setup(
         yield url, swap
 
 
-def _swap_versions(root: Path) -> dict[str, Any]:
-    """Two versions (different content, so different digests) of the ticket router."""
+def adapter_versions(root: Path, name: str, versions: list[str], *, flat: bool = False,
+                     serving: dict[str, Any] | None = None) -> list[str]:
+    """Copies of the shipped ticket router as adapter ``name``, one folder per version.
+
+    Each version differs in content (so in digest, and the engine loads it as a new
+    adapter) but not in weights. Folders are ``root/name/version``, or ``root/name`` with
+    ``flat`` (one version, at a store root). ``serving`` replaces the manifest's serving
+    defaults (the ticket router's make every answer a validated ticket).
+    """
     folders = []
-    for version in ("a", "b"):
-        folder = root / SWAP_NAME / version
+    for version in versions:
+        folder = root / name if flat else root / name / version
         shutil.copytree(SWAP_SOURCE, folder)
         manifest = yaml.safe_load((folder / "adapter.yaml").read_text())
         manifest.pop("digest", None)
-        manifest.update(name=SWAP_NAME, version=version)
+        manifest.update(name=name, version=version)
+        if serving is not None:
+            manifest["serving"] = serving
         (folder / "adapter.yaml").write_text(yaml.safe_dump(manifest))
         peft = json.loads((folder / "adapter_config.json").read_text())
-        peft["revision"] = f"loadtest-{version}"  # unused by serving; changes the digest
+        peft["revision"] = f"{name}-{version}"  # unused by serving; changes the digest
         (folder / "adapter_config.json").write_text(json.dumps(peft, indent=2))
         folders.append(str(folder))
-    return {"name": SWAP_NAME, "folders": folders, "every_s": 3}
+    return folders
 
 
 @contextlib.contextmanager
