@@ -69,3 +69,22 @@ def test_named_schema_and_streaming(real_gateway: RealGateway) -> None:
             verdicts.append(chunk.model_extra["structured"])
     jsonschema.validate(json.loads(content), TICKET_SCHEMA)
     assert len(verdicts) == 1 and verdicts[0]["valid"] is True
+
+
+def test_a_first_answer_that_goes_wrong_is_stopped_where_it_did(
+    real_gateway: RealGateway,
+) -> None:
+    """Fail fast on the real engine: the prose is cut at once, the retry answers."""
+    answer = real_gateway.sdk().chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": TICKETS[0]}], max_tokens=400,
+        temperature=0.0,
+        response_format={"type": "json_schema", "json_schema": {"name": "ticket"}},
+    )
+    jsonschema.validate(json.loads(answer.choices[0].message.content or ""), TICKET_SCHEMA)
+    report = (answer.model_extra or {})["structured"]
+    first = report["deviations"][0]
+    assert first["attempt"] == 1 and first["stopped_early"] is True, report
+    # Every attempt's tokens are counted: without fail fast the prose alone runs to 400.
+    assert answer.usage is not None and answer.usage.completion_tokens < 100
+    samples = parse(httpx.get(f"{real_gateway.url}/metrics").text)
+    assert value(samples, "gateway_structured_stopped_early_total", adapter="base") >= 1
