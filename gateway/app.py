@@ -81,6 +81,8 @@ async def _wire(
         staging_root=settings.adapters.staging_dir,
         drain_timeout_s=settings.adapters.drain_timeout_s,
         schema_names=structured.schemas.names,
+        rollout_policy=settings.adapters.rollout,
+        rollouts_file=settings.adapters.rollouts_file,
     )
     stack.push_async_callback(adapter_service.aclose)
     engine_model = settings.engine.model, settings.engine.max_model_len
@@ -93,7 +95,8 @@ async def _wire(
     app.state.targets = targets
     app.state.started_at = int(time.time())
     app.state.inference = InferenceService(engine, targets, settings.limits, recorder,
-                                           structured)
+                                           structured, settings.adapters.rollout_sticky_header)
+    stack.push_async_callback(app.state.inference.aclose)
     if not settings.auth_enabled:
         log.warning("no API keys configured: every endpoint is open to local callers")
 

@@ -211,6 +211,43 @@ class GatewayMetrics:
             "Retries refused because the retry budget was spent.",
             ["adapter", "schema"], registry=r,
         )
+        self.rollout_answers = Counter(
+            "gateway_rollout_answers",
+            "Answers of adapter versions in a rollout, by role (stable, candidate) and outcome "
+            "(ok, error); shadow answers included.",
+            ["adapter", "role", "outcome"], registry=r,
+        )
+        self.rollout_checks = Counter(
+            "gateway_rollout_checks",
+            "First attempts checked against their schema in a rollout, by role.",
+            ["adapter", "role"], registry=r,
+        )
+        self.rollout_deviations = Counter(
+            "gateway_rollout_deviations",
+            "First attempts that deviated from their schema in a rollout, by role.",
+            ["adapter", "role"], registry=r,
+        )
+        self.rollout_decisions = Counter(
+            "gateway_rollout_decisions",
+            "Rollout decisions: start, advance, promote, rollback, abort.",
+            ["adapter", "action"], registry=r,
+        )
+        self.rollout_stage = Gauge(
+            "gateway_rollout_stage",
+            "The running rollout's stage (1, 2, ...; 0: none) and the candidate's share of "
+            "requests in it, by mode (shadow, canary).",
+            ["adapter", "mode"], registry=r, multiprocess_mode="livemax",
+        )
+        self.rollout_share = Gauge(
+            "gateway_rollout_candidate_share",
+            "The candidate's share of the adapter's requests in the running stage.",
+            ["adapter", "mode"], registry=r, multiprocess_mode="livemax",
+        )
+        self.rollout_shadow_skipped = Counter(
+            "gateway_rollout_shadow_skipped",
+            "Shadow copies skipped because the adapter's shadow budget was in use.",
+            ["adapter"], registry=r,
+        )
         self.adapter_loads = Counter(
             "gateway_adapter_loads", "Adapter load attempts, by result (success or failure).",
             ["adapter", "result"], registry=r,
@@ -407,6 +444,31 @@ class Recorder:
     def structured_exhausted(self, adapter: str, schema: str) -> None:
         self._m.child(self._m.structured_exhausted, adapter, schema).inc()
 
+    def rollout_answer(self, adapter: str, role: str, error: bool, deviated: bool | None
+                       ) -> None:
+        m = self._m
+        label = m.adapter_label(adapter)
+        m.child(m.rollout_answers, label, role, "error" if error else "ok").inc()
+        if deviated is not None:
+            m.child(m.rollout_checks, label, role).inc()
+            if deviated:
+                m.child(m.rollout_deviations, label, role).inc()
+
+    def rollout_decision(self, adapter: str, action: str) -> None:
+        m = self._m
+        m.child(m.rollout_decisions, m.adapter_label(adapter), action).inc()
+
+    def rollout_stage(self, adapter: str, stage: int, mode: str | None, share: float) -> None:
+        m = self._m
+        label = m.adapter_label(adapter)
+        for known in ("shadow", "canary"):
+            m.child(m.rollout_stage, label, known).set(stage if known == mode else 0)
+            m.child(m.rollout_share, label, known).set(share if known == mode else 0.0)
+
+    def rollout_shadow_skipped(self, adapter: str) -> None:
+        m = self._m
+        m.child(m.rollout_shadow_skipped, m.adapter_label(adapter)).inc()
+
     # Adapters and the engine: recorded even with metrics.enabled false (rare, cheap)
 
     def adapter_loaded(self, name: str, seconds: float) -> None:
@@ -474,6 +536,13 @@ class NullRecorder(Recorder):
         pass
 
     def structured_exhausted(self, adapter: str, schema: str) -> None:
+        pass
+
+    def rollout_answer(self, adapter: str, role: str, error: bool, deviated: bool | None
+                       ) -> None:
+        pass
+
+    def rollout_shadow_skipped(self, adapter: str) -> None:
         pass
 
 

@@ -22,6 +22,8 @@ class Observation:
     upstream_seconds: float = 0.0
     # Set when a stream fails after its 200 went out: the status the failure would have had.
     failed_status: int | None = None
+    # Whether a structured answer's first attempt deviated (None: not structured).
+    first_deviated: bool | None = None
 
     def add_upstream(self, seconds: float) -> None:
         self.upstream_seconds += seconds

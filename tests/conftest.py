@@ -49,6 +49,7 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
                   "health_interval_s": 0.2, **sections.pop("engine", {})}
         adapters = {"roots": [str(tmp_path / "adapters")], "watch": False,
                     "base_model_config": str(BUNDLED_BASE_CONFIG),
+                    "rollouts_file": str(tmp_path / "rollouts.json"),
                     **sections.pop("adapters", {})}
         return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.adapters.rollout import RolloutPolicy
 from gateway.structured.schemas import NAME_PATTERN as SCHEMA_NAME_PATTERN
 
 MANIFEST_FILE = "adapter.yaml"
@@ -55,6 +56,9 @@ class AdapterManifest(BaseModel):
     description: str = Field("", max_length=4096)
     digest: str | None = Field(None, pattern=DIGEST_PATTERN)
     serving: ServingDefaults = ServingDefaults()
+    # How a new version of this adapter reaches traffic: a rollout policy, true (the
+    # configured one), false (a hot swap). Absent: the gateway's adapters.rollout.
+    rollout: RolloutPolicy | bool | None = None
 
     @field_validator("version", mode="before")
     @classmethod

@@ -60,6 +60,8 @@ class LoadPlan:
 class _Adapter:
     versions: list[AdapterVersion] = field(default_factory=list)
     public: AdapterVersion | None = None
+    # A ready version in a rollout: it answers only the requests the rollout gives it.
+    candidate: AdapterVersion | None = None
 
     def live(self) -> list[AdapterVersion]:
         return [v for v in self.versions if v.state in (VersionState.LOADING, VersionState.READY)]
@@ -141,6 +143,56 @@ class AdapterRegistry:
         )
         return previous
 
+    # -- rollouts ------------------------------------------------------------------------
+
+    def hold(self, version: AdapterVersion) -> AdapterVersion:
+        """Make a ready version the candidate of its name, beside the public (stable) one.
+
+        Returns the stable version. Nothing is public yet for the name: publish instead.
+        """
+        self._expect(version, VersionState.READY, "hold")
+        entry = self._entry(version.name)
+        if entry.public is None:
+            raise AdapterStateError(f"adapter {version.name!r} has no public version to roll "
+                                    "out against; publish this one instead")
+        entry.candidate = version
+        log.info("adapter %s: version %s is the candidate beside %s", version.name,
+                 version.version, entry.public.version)
+        return entry.public
+
+    def candidate(self, name: str) -> AdapterVersion | None:
+        entry = self._adapters.get(name)
+        return entry.candidate if entry else None
+
+    def promote(self, name: str) -> AdapterVersion | None:
+        """The candidate becomes public; the old public version (now draining) is returned."""
+        entry = self._entry(name)
+        candidate = entry.candidate
+        if candidate is None:
+            raise AdapterStateError(f"adapter {name!r} has no candidate version to promote")
+        entry.candidate = None
+        return self.publish(candidate)
+
+    def drop_candidate(self, name: str) -> AdapterVersion | None:
+        """The candidate leaves service (rolled back or aborted); returned draining."""
+        entry = self._adapters.get(name)
+        candidate = entry.candidate if entry else None
+        if entry is None or candidate is None:
+            return None
+        entry.candidate = None
+        if candidate.state is VersionState.READY:
+            candidate.state = VersionState.DRAINING
+        log.info("adapter %s: candidate %s dropped", name, candidate.version)
+        return candidate
+
+    def resolve_candidate(self, name: str) -> Lease | None:
+        """A lease on ``name``'s candidate, or None when it has none in service."""
+        candidate = self.candidate(name)
+        if candidate is None or candidate.state is not VersionState.READY:
+            return None
+        candidate.acquire()
+        return Lease(candidate, pinned=False)
+
     # -- serving -------------------------------------------------------------------------
 
     def resolve(self, model: str) -> Lease:
@@ -202,7 +254,7 @@ class AdapterRegistry:
         already draining is left to whoever is draining it.
         """
         entry = self._entry(name)
-        entry.public = None
+        entry.public = entry.candidate = None
         draining = []
         for version in list(entry.versions):
             if version.state is VersionState.READY:
@@ -265,6 +317,11 @@ class AdapterRegistry:
         )
 
     def _check_conflict(self, entry: _Adapter, spec: AdapterSpec, replace: bool) -> None:
+        if entry.candidate is not None:
+            raise AdapterConflict(
+                f"Version {entry.candidate.version!r} of adapter {spec.name!r} is being rolled "
+                "out; promote or abort that rollout before loading another version."
+            )
         live = entry.live()
         if any(v.state is VersionState.LOADING for v in live):
             raise AdapterConflict(
@@ -337,5 +394,7 @@ class AdapterRegistry:
             public_version=entry.public.version if entry.public else None,
             description=shown.spec.description if shown else "",
             serving=shown.spec.serving if shown else ServingDefaults(),
-            versions=tuple(VersionSnapshot.of(v, public=v is entry.public) for v in entry.versions),
+            versions=tuple(VersionSnapshot.of(v, public=v is entry.public,
+                                              candidate=v is entry.candidate)
+                           for v in entry.versions),
         )

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway._stats import difference_interval, percentile, z_for
+from gateway._stats import difference_interval, percentile, wilson, z_for
 
 STABLE, CANDIDATE = "stable", "candidate"
 ROLES = (STABLE, CANDIDATE)
@@ -70,9 +70,6 @@ class RolloutPolicy(BaseModel):
         (Stage(mode="shadow", share=0.5), Stage(mode="canary", share=0.1),
          Stage(mode="canary", share=0.5)), min_length=1)
     gate: GateSettings = GateSettings()
-    # The header whose value keeps a canary caller on one version; the API key's name
-    # when absent (or the request id, without keys).
-    sticky_header: str | None = None
     # Shadow requests in flight at once, per adapter; more are skipped, never queued.
     shadow_max_in_flight: int = Field(4, ge=1)
 
@@ -162,6 +159,9 @@ class Rollout:
     stable_digest: str
     candidate_digest: str
     policy: RolloutPolicy = field(default_factory=RolloutPolicy)
+    # Per role: where its files were loaded from and its serving defaults, to load it
+    # again after a restart (``source``, ``serving``).
+    origins: dict[str, dict[str, Any]] = field(default_factory=dict)
     stage: int = 0
     state: State = State.ACTIVE
     stats: dict[str, RoleStats] = field(
@@ -273,13 +273,22 @@ class Rollout:
     # -- storing -------------------------------------------------------------------------
 
     def as_dict(self) -> dict[str, Any]:
+        z = z_for(self.policy.gate.confidence)
+        stats = {}
+        for role in ROLES:
+            numbers = self.stats[role]
+            stats[role] = {**numbers.as_dict(),
+                           "deviation_interval": list(wilson(numbers.deviations, numbers.checks,
+                                                             z))}
         return {"name": self.name, "state": self.state.value, "stage": self.stage,
                 "stages": [s.model_dump() for s in self.policy.stages],
                 "current": self.current.model_dump() if self.active else None,
-                "stable": {"version": self.stable, "digest": self.stable_digest},
-                "candidate": {"version": self.candidate, "digest": self.candidate_digest},
-                "policy": self.policy.model_dump(mode="json"),
-                "stats": {role: self.stats[role].as_dict() for role in ROLES},
+                "stable": {"version": self.stable, "digest": self.stable_digest,
+                           **self.origins.get(STABLE, {})},
+                "candidate": {"version": self.candidate, "digest": self.candidate_digest,
+                              **self.origins.get(CANDIDATE, {})},
+                "policy": self.policy.model_dump(mode="json"), "stats": stats,
+                "last_decision": self.decisions[-1].as_dict() if self.decisions else None,
                 "decisions": [d.as_dict() for d in self.decisions]}
 
     @classmethod
@@ -288,7 +297,10 @@ class Rollout:
             name=data["name"], stable=data["stable"]["version"],
             candidate=data["candidate"]["version"],
             stable_digest=data["stable"]["digest"], candidate_digest=data["candidate"]["digest"],
-            policy=RolloutPolicy.model_validate(data["policy"]), stage=int(data["stage"]),
+            policy=RolloutPolicy.model_validate(data["policy"]),
+            origins={role: {k: v for k, v in data[role].items() if k in ("source", "serving")}
+                     for role in ROLES},
+            stage=int(data["stage"]),
             state=State(data["state"]),
             stats={role: RoleStats.from_dict(data["stats"][role]) for role in ROLES},
             decisions=[Decision(Action(d["action"]), d["reason"], d["stage"], d["at"],

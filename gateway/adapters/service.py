@@ -7,29 +7,49 @@ watcher) goes through :meth:`AdapterService.load` and :meth:`AdapterService.unlo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from gateway.adapters.errors import ENGINE_LOAD_FAILURE_REASONS, AdapterRejected, RejectReason
+from gateway.adapters.manifest import ServingDefaults
 from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
+from gateway.adapters.rollout import (
+    CANDIDATE,
+    STABLE,
+    Action,
+    Decision,
+    Rollout,
+    RolloutPolicy,
+)
+from gateway.adapters.rollouts import RolloutBook
 from gateway.adapters.scan import ScanResult, scan
 from gateway.adapters.snapshots import AdapterSnapshot
 from gateway.adapters.staging import discard_staged, stage_adapter, staged_path
-from gateway.adapters.target import ModelTarget, TargetLease
-from gateway.adapters.validation import AdapterPolicy, AdapterSpec, validate_adapter
-from gateway.adapters.versions import AdapterVersion, VersionState
+from gateway.adapters.target import ModelTarget, Outcome, TargetLease
+from gateway.adapters.validation import (
+    AdapterPolicy,
+    AdapterSpec,
+    validate_adapter,
+    validate_folder,
+)
+from gateway.adapters.versions import AdapterVersion, Lease, VersionState
 from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
-from gateway.errors import AdapterNotFound, GatewayError, UpstreamError
+from gateway.errors import AdapterNotFound, Conflict, GatewayError, UpstreamError
 from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
 ENGINE_ERROR = ENGINE_LOAD_FAILURE_REASONS[0]
 _ALREADY_LOADED = "already been loaded"
+# How a load is rolled out: a policy, True (the configured or default policy), False (a
+# hot swap), or None (the manifest's choice, else the configured one).
+RolloutChoice = RolloutPolicy | bool | None
 
 
 class AdapterService:
@@ -43,6 +63,8 @@ class AdapterService:
         staging_root: Path,
         drain_timeout_s: float,
         schema_names: Callable[[], Collection[str]] | None = None,
+        rollout_policy: RolloutPolicy | None = None,
+        rollouts_file: Path | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -57,9 +79,13 @@ class AdapterService:
         # Set once the start-up scan of the store is loaded: until then a store adapter
         # may still be missing, and an admin load may race the scan.
         self.store_loaded = asyncio.Event()
+        # The policy a new version of a served adapter is rolled out with (None: hot swap).
+        self.rollout_policy = rollout_policy
+        self.rollouts = RolloutBook(rollouts_file)
 
     async def load_path(
-        self, requested: str, *, name: str | None = None, replace: bool = False
+        self, requested: str, *, name: str | None = None, replace: bool = False,
+        rollout: RolloutChoice = None,
     ) -> tuple[AdapterSnapshot, bool]:
         """Validates the folder a caller named and loads it; (snapshot, created)."""
         started = time.perf_counter()
@@ -68,12 +94,18 @@ class AdapterService:
         except AdapterRejected as exc:
             self._count_failure(name or "", exc.reason)
             raise
-        return await self.load(spec, replace=replace, started=started)
+        return await self.load(spec, replace=replace, started=started, rollout=rollout)
 
     async def load(
-        self, spec: AdapterSpec, *, replace: bool = False, started: float | None = None
+        self, spec: AdapterSpec, *, replace: bool = False, started: float | None = None,
+        rollout: RolloutChoice = None, resume: Rollout | None = None,
     ) -> tuple[AdapterSnapshot, bool]:
-        """Loads a validated adapter and makes it public; (snapshot, created)."""
+        """Loads a validated adapter; (snapshot, created).
+
+        A new version of a served name is published at once (a hot swap), or, when a
+        rollout policy applies, becomes the candidate of a rollout (``resume``: carry on
+        with that one, after a restart).
+        """
         started = started or time.perf_counter()
         self._check_schema(spec)
         async with self._locks[spec.name]:
@@ -81,14 +113,28 @@ class AdapterService:
             if not plan.created:
                 await self.registry.wait_settled(plan.version)
                 return self.snapshot(spec.name), False
-            await self._load_version(plan.version, started)
+            policy = resume.policy if resume else self._rollout_policy(spec, rollout)
+            await self._load_version(plan.version, started, policy, resume)
         return self.snapshot(spec.name), True
+
+    def _rollout_policy(self, spec: AdapterSpec, choice: RolloutChoice) -> RolloutPolicy | None:
+        if isinstance(choice, RolloutPolicy):
+            return choice
+        if choice is None:
+            choice = spec.rollout if spec.rollout is not None else self.rollout_policy
+            if isinstance(choice, RolloutPolicy) or choice is None:
+                return choice
+        return (self.rollout_policy or RolloutPolicy()) if choice else None
 
     async def unload(self, name: str) -> AdapterSnapshot:
         """Stops serving ``name``: new requests get 404, running ones finish, then it unloads."""
         self.snapshot(name)  # unknown names get 404 before a lock is made for them
         async with self._locks[name]:
             before = self.snapshot(name)
+            rollout = self.rollouts.active(name)
+            if rollout is not None:
+                self._record_decision(rollout, rollout.manual(Action.ABORT, "the adapter was "
+                                                                            "removed"))
             versions = self.registry.remove(name)
         self._update_loaded_gauge()
         await asyncio.gather(*(self._retire(v) for v in versions))
@@ -101,18 +147,58 @@ class AdapterService:
         log.info("adapter %s removed (%d versions)", name, len(versions))
         return before
 
-    def acquire(self, model: str) -> TargetLease | None:
+    def acquire(self, model: str, caller: str = "") -> TargetLease | None:
         """A lease on the target of a request's ``model`` (``name`` or ``name@version``).
 
-        None when ``model`` names no adapter. The caller enters the lease at once.
+        None when ``model`` names no adapter. The caller enters the lease at once. During a
+        canary, ``caller`` (the sticky key) decides which version answers.
         """
+        rollout = None if PIN_SEPARATOR in model else self.rollouts.active(model)
+        if rollout is not None and rollout.answers_with_candidate(caller):
+            lease = self.registry.resolve_candidate(model)
+            if lease is not None:
+                return self._target(model, lease, rollout, CANDIDATE)
         try:
             lease = self.registry.resolve(model)
         except AdapterNotFound:
             if self.registry.get(model.partition(PIN_SEPARATOR)[0]) is None:
                 return None  # not an adapter name: the resolver reports an unknown model
             raise  # a known adapter: its message lists the versions or the failed load
+        return self._target(model, lease, rollout, STABLE)
+
+    def shadow(self, model: str, draw: float) -> TargetLease | None:
+        """A lease on the candidate for a shadow copy of this request, if one is due.
+
+        Bounded per adapter (``shadow_max_in_flight``): over the bound, the copy is skipped,
+        never queued, so shadow load cannot grow with the traffic.
+        """
+        rollout = None if PIN_SEPARATOR in model else self.rollouts.active(model)
+        if rollout is None or not rollout.wants_shadow(draw):
+            return None
+        in_flight = self.rollouts.shadows_in_flight
+        if in_flight.get(model, 0) >= rollout.policy.shadow_max_in_flight:
+            self.recorder.rollout_shadow_skipped(model)
+            return None
+        lease = self.registry.resolve_candidate(model)
+        if lease is None:
+            return None
+        in_flight[model] = in_flight.get(model, 0) + 1
+
+        def done() -> None:
+            in_flight[model] -= 1
+            lease.release()
+
+        target = self._target(model, lease, rollout, CANDIDATE).target
+        return TargetLease(target, self.recorder.in_flight(target.label), done)
+
+    def _target(self, model: str, lease: Lease, rollout: Rollout | None, role: str
+                ) -> TargetLease:
         label = self.recorder.adapter_label(lease.name)
+        report = None
+        if rollout is not None:
+            def report(outcome: Outcome, name: str = lease.name) -> None:
+                self.report(name, role, outcome)
+
         target = ModelTarget(
             public_name=model,
             engine_model=lease.engine_id,
@@ -120,8 +206,90 @@ class AdapterService:
             label=label,
             version=lease.version,
             defaults=lease.spec.serving,
+            role=role if rollout is not None else None,
+            report=report,
         )
         return TargetLease(target, self.recorder.in_flight(label), lease.release)
+
+    # -- rollouts --------------------------------------------------------------------------
+
+    def rollout(self, name: str) -> Rollout:
+        """The rollout of ``name`` (the running one, else the last); 404 when there is none."""
+        rollout = self.rollouts.get(name)
+        if rollout is None:
+            self.snapshot(name)  # an unknown adapter: its own 404
+            raise AdapterNotFound(f"Adapter {name!r} has no rollout; load a new version with "
+                                  "a rollout policy to start one.", param="name")
+        return rollout
+
+    def decide(self, name: str, action: Action, reason: str) -> Rollout:
+        """An operator's advance, promote or abort of a running rollout."""
+        rollout = self.rollout(name)
+        if not rollout.active:
+            raise Conflict(f"The rollout of {name!r} has ended ({rollout.state.value}); "
+                           "nothing to decide.")
+        self._record_decision(rollout, rollout.manual(action, reason))
+        self._carry_out(rollout, rollout.decisions[-1])
+        return rollout
+
+    def report(self, name: str, role: str, outcome: Outcome) -> None:
+        """One answer of a version in a rollout; the gate decides when it can."""
+        rollout = self.rollouts.active(name)
+        if rollout is None:
+            return
+        rollout.record(role, error=outcome.error, latency_s=outcome.latency_s,
+                       deviated=outcome.deviated)
+        self.recorder.rollout_answer(name, role, outcome.error, outcome.deviated)
+        decision = rollout.evaluate()
+        if decision is None:
+            self.rollouts.counted()
+            return
+        rollout.apply(decision)
+        self._record_decision(rollout, decision)
+        self._carry_out(rollout, decision)
+
+    def _start_rollout(self, stable: AdapterVersion, candidate: AdapterVersion,
+                       policy: RolloutPolicy, resume: Rollout | None) -> None:
+        if resume is None:
+            rollout = Rollout(stable.name, stable.version, candidate.version, stable.digest,
+                              candidate.digest, policy,
+                              origins={STABLE: _origin(stable.spec),
+                                       CANDIDATE: _origin(candidate.spec)})
+            decision = Decision(Action.START, f"version {candidate.version} rolled out beside "
+                                f"{stable.version}", 0, numbers={})
+            rollout.apply(decision)
+            self._record_decision(rollout, decision)
+        else:
+            rollout = resume
+            log.info("rollout of %s resumed at stage %d", rollout.name, rollout.stage + 1)
+            self.recorder.rollout_stage(rollout.name, rollout.stage + 1, rollout.current.mode,
+                                        rollout.current.share)
+        self.rollouts.put(rollout)
+
+    def _record_decision(self, rollout: Rollout, decision: Decision) -> None:
+        log.warning("rollout of %s: %s at stage %d: %s; numbers %s", rollout.name,
+                    decision.action.value, decision.stage + 1, decision.reason, decision.numbers)
+        self.recorder.rollout_decision(rollout.name, decision.action.value)
+        if rollout.active:
+            self.recorder.rollout_stage(rollout.name, rollout.stage + 1, rollout.current.mode,
+                                        rollout.current.share)
+        else:
+            self.recorder.rollout_stage(rollout.name, 0, None, 0.0)
+        self.rollouts.put(rollout)
+
+    def _carry_out(self, rollout: Rollout, decision: Decision) -> None:
+        """Publishes or drops the candidate as a decision says; drains run in the background."""
+        if decision.action is Action.PROMOTE:
+            retiring = self.registry.promote(rollout.name)
+        elif decision.action in (Action.ROLLBACK, Action.ABORT):
+            retiring = self.registry.drop_candidate(rollout.name)
+        else:
+            return
+        self._update_loaded_gauge()
+        if retiring is not None:
+            task = asyncio.create_task(self._retire(retiring))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def public_names(self) -> list[tuple[str, str]]:
         listed = []
@@ -138,8 +306,51 @@ class AdapterService:
         for bad in result.invalid:
             log.error("adapter folder %s skipped: %s", bad.folder, bad.message)
             self._count_failure("", bad.reason)
+        resumed = await self._resume_rollouts()
         for spec in result.valid:
+            if spec.digest in resumed.get(spec.name, ()):
+                continue  # loaded with its rollout
             await self._load_logged(spec, spec.path)
+
+    async def _resume_rollouts(self) -> dict[str, tuple[str, str]]:
+        """Loads both versions of each running rollout again (after a restart)."""
+        resumed = {}
+        for rollout in self.rollouts.all_active():
+            if self.registry.candidate(rollout.name) is not None:
+                continue  # still loaded (the engine restarted, not the gateway)
+            specs = [await asyncio.to_thread(self._recover, rollout, role)
+                     for role in (STABLE, CANDIDATE)]
+            if specs[0] is None or specs[1] is None:
+                missing = STABLE if specs[0] is None else CANDIDATE
+                self._record_decision(rollout, rollout.manual(
+                    Action.ABORT, f"after a restart the {missing} version's files were gone"))
+                continue
+            try:
+                await self.load(specs[0], replace=True, rollout=False)
+                await self.load(specs[1], replace=True, resume=rollout)
+            except GatewayError as exc:
+                log.error("rollout of %s could not be resumed: %s", rollout.name, exc.message)
+                continue
+            resumed[rollout.name] = (rollout.stable_digest, rollout.candidate_digest)
+        return resumed
+
+    def _recover(self, rollout: Rollout, role: str) -> AdapterSpec | None:
+        """One version of a rollout, from its folder, else from its staged copy."""
+        origin = rollout.origins.get(role, {})
+        digest = rollout.stable_digest if role == STABLE else rollout.candidate_digest
+        label = rollout.stable if role == STABLE else rollout.candidate
+        staged = self.staging_root / f"{rollout.name}--{digest}"
+        staging = dataclasses.replace(self.policy, roots=(self.staging_root.resolve(),))
+        tries = [(Path(origin["source"]), self.policy)] if origin.get("source") else []
+        for folder, policy in [*tries, (staged, staging)]:
+            try:
+                spec = validate_folder(folder, policy, name=rollout.name)
+            except (AdapterRejected, OSError):
+                continue
+            if spec.digest == digest:
+                serving = ServingDefaults.model_validate(origin.get("serving") or {})
+                return dataclasses.replace(spec, version=label, serving=serving)
+        return None
 
     async def reload_engine(self) -> None:
         """Loads every serving version again, after the engine restarted and lost them."""
@@ -189,11 +400,15 @@ class AdapterService:
             log.exception("adapter %s from %s failed to load", spec.name, folder)
 
     async def aclose(self) -> None:
+        self.rollouts.save()  # the numbers since the last write
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
-    async def _load_version(self, version: AdapterVersion, started: float) -> None:
+    async def _load_version(
+        self, version: AdapterVersion, started: float, rollout: RolloutPolicy | None = None,
+        resume: Rollout | None = None,
+    ) -> None:
         spec = version.spec
         try:
             staged = await self._stage(spec)
@@ -213,6 +428,11 @@ class AdapterService:
             await self._engine_unload(version.engine_id)  # removed while it was loading
             return
         self.recorder.adapter_loaded(spec.name, seconds)
+        stable = self.registry.public(spec.name)
+        if rollout is not None and stable is not None:
+            self.registry.hold(version)
+            self._start_rollout(stable, version, rollout, resume)
+            return
         old = self.registry.publish(version)
         self._update_loaded_gauge()
         log.info("adapter %s@%s (digest %s) live as %s in %.2f s", spec.name, spec.version,
@@ -298,3 +518,7 @@ class AdapterService:
 
     def _update_loaded_gauge(self) -> None:
         self.recorder.adapters_served(len(self.public_names()))
+
+
+def _origin(spec: AdapterSpec) -> dict[str, Any]:
+    return {"source": str(spec.path), "serving": spec.serving.model_dump(mode="json")}

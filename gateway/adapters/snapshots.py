@@ -15,6 +15,8 @@ class VersionSnapshot(BaseModel):
     engine_id: str
     state: VersionState
     public: bool
+    # Rolled out beside the public version (GET /v1/adapters/{name}/rollout).
+    candidate: bool = False
     digest: str
     base_model: str | None
     rank: int
@@ -28,13 +30,15 @@ class VersionSnapshot(BaseModel):
     in_flight: int
 
     @classmethod
-    def of(cls, version: AdapterVersion, *, public: bool) -> VersionSnapshot:
+    def of(cls, version: AdapterVersion, *, public: bool, candidate: bool = False
+           ) -> VersionSnapshot:
         spec = version.spec
         return cls(
             version=version.version,
             engine_id=version.engine_id,
             state=version.state,
             public=public,
+            candidate=candidate,
             digest=spec.digest,
             base_model=spec.base_model,
             rank=spec.rank,

@@ -11,6 +11,16 @@ from gateway.metrics import InFlight
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How one answer went, for a rollout's gate."""
+
+    error: bool
+    latency_s: float | None = None
+    # Whether the first attempt deviated from the schema (None: not a structured answer).
+    deviated: bool | None = None
+
+
+@dataclass(frozen=True)
 class ModelTarget:
     """The resolved target of one request: the base model or one adapter version."""
 
@@ -20,6 +30,9 @@ class ModelTarget:
     label: str
     version: str | None = None
     defaults: ServingDefaults = field(default_factory=ServingDefaults)
+    # In a rollout: "stable" or "candidate", and where the answer's outcome goes.
+    role: str | None = None
+    report: Callable[[Outcome], None] | None = None
 
 
 class TargetLease:

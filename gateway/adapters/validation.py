@@ -34,6 +34,7 @@ from gateway.adapters.peft_config import (
     targeted_modules,
     unsupported_features,
 )
+from gateway.adapters.rollout import RolloutPolicy
 from gateway.adapters.safetensors_header import read_header
 from gateway.adapters.weights import WEIGHTS_FILE, WeightsSummary, check_tensors
 
@@ -93,6 +94,11 @@ class AdapterSpec:
     manifest: AdapterManifest | None
     description: str = ""
     serving: ServingDefaults = ServingDefaults()
+
+    @property
+    def rollout(self) -> RolloutPolicy | bool | None:
+        """The manifest's rollout choice (None: the gateway's)."""
+        return self.manifest.rollout if self.manifest else None
 
     @property
     def short_digest(self) -> str:

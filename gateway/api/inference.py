@@ -31,7 +31,8 @@ async def chat_completions(
 ) -> Response:
     """Creates a chat completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(CHAT, body, observation, request_id, _name(caller))
+    answer = service.complete(CHAT, body, observation, request_id, _name(caller),
+                              _sticky(request, service.sticky_header))
     return _respond(await _unless_client_leaves(request, answer))
 
 
@@ -47,12 +48,18 @@ async def completions(
 ) -> Response:
     """Creates a text completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(COMPLETIONS, body, observation, request_id, _name(caller))
+    answer = service.complete(COMPLETIONS, body, observation, request_id, _name(caller),
+                              _sticky(request, service.sticky_header))
     return _respond(await _unless_client_leaves(request, answer))
 
 
 def _name(caller: Principal | None) -> str | None:
     return caller.name if caller is not None else None
+
+
+def _sticky(request: Request, header: str | None) -> str | None:
+    """The configured header's value: what keeps a canary caller on one version."""
+    return request.headers.get(header) if header else None
 
 
 def _respond(answer: Reply) -> Response:

@@ -42,6 +42,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class Forwarder(Protocol):
+    async def __call__(self, call: Call, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
 class Upstream(Protocol):
     """The engine as the structured runner sees it: whole answers, or a stream of events."""
 

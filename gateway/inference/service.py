@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any
 
-from gateway.adapters.target import ModelTarget
+from gateway.adapters.target import ModelTarget, Outcome, TargetLease
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
 from gateway.inference.admission import Admission
@@ -34,6 +36,7 @@ class InferenceService:
         limits: LimitSettings,
         recorder: Recorder,
         structured: StructuredRunner | None = None,
+        sticky_header: str | None = None,
     ) -> None:
         self.admission = Admission(limits.max_concurrent, limits.max_concurrent_per_key)
         self.engine = engine
@@ -41,32 +44,89 @@ class InferenceService:
         self.limits = limits
         self.recorder = recorder
         self.structured = structured
+        # The request header that keeps a canary caller on one version (see complete).
+        self.sticky_header = sticky_header
+        self._shadows: set[asyncio.Task[None]] = set()
 
     async def complete(
         self, endpoint: str, request: AnyRequest, observation: Observation, request_id: str,
-        caller: str | None = None,
+        caller: str | None = None, sticky: str | None = None,
     ) -> Reply:
         """Answers one chat or text completion request (a dict, or SSE bytes when streaming).
 
         ``caller`` is the API key's name (None without keys), for the fair-share limits.
+        During a canary rollout the same ``sticky`` key (the configured header's value, else
+        the caller, else the request id) always gets the same adapter version.
         """
         observation.endpoint = endpoint
         self._check_limits(request)
+        started = time.perf_counter()
         async with AsyncExitStack() as held:
             held.enter_context(self.admission.admit(caller))
-            target = await held.enter_async_context(self.targets.acquire(request.model))
+            lease = self.targets.acquire(request.model, sticky or caller or request_id)
+            target = await held.enter_async_context(lease)
             observation.adapter = target.label
             # Tells clients which weights answered, across hot swaps (e.g. for a canary).
             headers = {ADAPTER_VERSION_HEADER: target.version} if target.version else {}
             call = Call(endpoint, request, target, _engine_body(request, target), observation,
                         request_id)
+            self._shadow(call)
             try:
                 answer = await self._answer(call, held)
             except GatewayError as exc:
+                _report(target, Outcome(error=http_status(exc) >= 500))
                 exc.headers = {**headers, **exc.headers}
                 raise
+            _report(target, Outcome(error=False, latency_s=time.perf_counter() - started,
+                                    deviated=observation.first_deviated))
         answer.headers = {**headers, **answer.headers}
         return answer
+
+    def _shadow(self, call: Call) -> None:
+        """Sends a copy of the request to a rollout's candidate, if one is due, in the
+        background: its answer is checked and recorded, never returned, never waited for."""
+        lease = self.targets.shadow(call.request.model, random.random())
+        if lease is None:
+            return
+        task = asyncio.create_task(self._shadow_answer(call, lease))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow_answer(self, call: Call, lease: TargetLease) -> None:
+        started = time.perf_counter()
+        async with lease as target:
+            copy = Call(call.endpoint, call.request, target, _engine_body(call.request, target),
+                        Observation(), f"{call.request_id}-shadow")
+            try:
+                if self.structured is not None:
+                    deviated = await self.structured.check_once(copy, self._quiet)
+                else:
+                    await self._quiet(copy, _whole(copy.body))
+                    deviated = None
+            except GatewayError as exc:
+                _report(target, Outcome(error=http_status(exc) >= 500))
+                return
+            except Exception:
+                log.exception("shadow request %s failed", copy.request_id)
+                _report(target, Outcome(error=True))
+                return
+            _report(target, Outcome(error=False, latency_s=time.perf_counter() - started,
+                                    deviated=deviated))
+
+    async def _quiet(self, call: Call, body: dict[str, Any]) -> dict[str, Any]:
+        """A shadow copy's engine call: nothing counted in the gateway's request metrics
+        (the rollout keeps the candidate's numbers)."""
+        return await self.engine.post(call.path, body, call.request_id)
+
+    async def shadows_settled(self) -> None:
+        """Waits for the shadow copies running now."""
+        await asyncio.gather(*self._shadows, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancels the shadow requests still running (at shutdown)."""
+        for task in list(self._shadows):
+            task.cancel()
+        await asyncio.gather(*self._shadows, return_exceptions=True)
 
     async def _answer(self, call: Call, held: AsyncExitStack) -> Reply:
         if self.structured is not None:
@@ -164,6 +224,16 @@ class InferenceService:
     def _record_stream(self, call: Call, stats: StreamStats) -> None:
         self._count_tokens(call, stats.usage)
         self.recorder.stream_timing(call.target.label, stats.time_to_first_token, stats.gaps)
+
+
+def _report(target: ModelTarget, outcome: Outcome) -> None:
+    if target.report is not None:
+        target.report(outcome)
+
+
+def _whole(body: dict[str, Any]) -> dict[str, Any]:
+    """A shadow copy of free text: the request as sent, whole (not streamed)."""
+    return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
 
 def _prompt_count(request: AnyRequest) -> int:

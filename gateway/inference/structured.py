@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamClientError
-from gateway.inference.call import CHAT, Call, Reply, Upstream
+from gateway.inference.call import CHAT, Call, Forwarder, Reply, Upstream
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
 from gateway.inference.fail_fast import UNSUPPORTED, watched_attempt
 from gateway.inference.relay import DONE, sse
@@ -139,6 +139,8 @@ class StructuredRunner:
                     classify, answer.content, answer.finish_reason, plan.schema.schema,
                     answer.refusal)
                 self._count_check(labels, verdict)
+                if outcome.attempts == 1:
+                    call.observation.first_deviated = not verdict.valid
                 if early is not None:
                     self.recorder.structured_stopped_early(*labels)
                 outcome.add_verdict(verdict, answer.content, stopped_early=early is not None)
@@ -155,6 +157,21 @@ class StructuredRunner:
                                        plan.schema.schema.schema, chat)
         await self._capture(first, outcome, labels, chat)
         return self._finish(call, outcome, labels, chat)
+
+    async def check_once(self, call: Call, forward: Forwarder) -> bool | None:
+        """One attempt, checked and thrown away (a shadow copy): whether it deviated.
+
+        None when the call wants free text. Nothing is recorded in the structured metrics:
+        the caller keeps the numbers of the version it measures.
+        """
+        plan = await asyncio.to_thread(self.plan, call)
+        if plan is None:
+            return None
+        answer = attempts.Answer.of(await forward(call, attempts.first_body(call.body)),
+                                    call.endpoint == CHAT)
+        verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
+                                          plan.schema.schema, answer.refusal)
+        return not verdict.valid
 
     def _prefix_check(
         self, plan: Plan, first: dict[str, Any], budget: RetryBudget

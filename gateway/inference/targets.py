@@ -10,7 +10,9 @@ from gateway.metrics import BASE, Recorder
 
 
 class AdapterLookup(Protocol):
-    def acquire(self, model: str) -> TargetLease | None: ...
+    def acquire(self, model: str, caller: str = "") -> TargetLease | None: ...
+
+    def shadow(self, model: str, draw: float) -> TargetLease | None: ...
 
     def public_names(self) -> list[tuple[str, str]]: ...
 
@@ -25,12 +27,15 @@ class TargetResolver:
         self.recorder = recorder
         self.adapters = adapters
 
-    def acquire(self, model: str) -> TargetLease:
-        """The lease to enter at once (``async with``); 404 for an unknown model."""
+    def acquire(self, model: str, caller: str = "") -> TargetLease:
+        """The lease to enter at once (``async with``); 404 for an unknown model.
+
+        ``caller`` is the request's sticky key: a canary keeps each one on one version.
+        """
         if model == self.base_model:
             target = ModelTarget(public_name=model, engine_model=model, adapter=BASE, label=BASE)
             return TargetLease(target, self.recorder.in_flight(BASE))
-        found = self.adapters.acquire(model) if self.adapters else None
+        found = self.adapters.acquire(model, caller) if self.adapters else None
         if found is None:
             raise ModelNotFound(
                 f"The model {model!r} does not exist. GET /v1/models lists the base model "
@@ -38,3 +43,7 @@ class TargetResolver:
                 param="model",
             )
         return found
+
+    def shadow(self, model: str, draw: float) -> TargetLease | None:
+        """A lease on a rollout candidate for a shadow copy of the request, when one is due."""
+        return self.adapters.shadow(model, draw) if self.adapters else None

@@ -107,8 +107,8 @@ def test_a_rollout_is_stored_and_read_back_whole() -> None:
     rollout.manual(Action.ADVANCE, "looked fine")
     _answers(rollout, CANDIDATE, 7, 1)
     again = Rollout.from_dict(json.loads(json.dumps(rollout.as_dict())))
-    assert again.as_dict() == {**rollout.as_dict(),
-                               "stats": again.as_dict()["stats"]}
+    assert {k: v for k, v in again.as_dict().items() if k != "stats"} == {
+        k: v for k, v in rollout.as_dict().items() if k != "stats"}
     assert again.stage == 1 and again.stats[CANDIDATE].checks == 7
     assert again.decisions[0].reason == "looked fine"
 

@@ -378,6 +378,9 @@ async def secured(make_settings: SettingsFactory, store: Path,
     ("DELETE", "/v1/adapters/alpha", None),
     ("POST", "/v1/load_lora_adapter", {"lora_name": "alpha", "lora_path": "alpha"}),
     ("POST", "/v1/unload_lora_adapter", {"lora_name": "alpha"}),
+    ("GET", "/v1/adapters/alpha/rollout", None),
+    ("POST", "/v1/adapters/alpha/rollout", {"path": "alpha"}),
+    ("POST", "/v1/adapters/alpha/rollout/abort", {}),
 ])
 async def test_adapter_admin_needs_an_admin_key(
     secured: httpx.AsyncClient, fake_engine: FakeEngine, store: Path,

@@ -49,6 +49,8 @@ class FakeEngine:
     default_content: str = "Hello! How can I help you today?"
     chunk_delay: float = 0.0
     answers: deque[FakeAnswer] = field(default_factory=deque)
+    # Fixed answers per engine model id (an adapter version), when the queue is empty.
+    contents: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     loras: dict[str, str] = field(default_factory=dict)
     lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -113,7 +115,8 @@ class FakeEngine:
         model = body.get("model")
         if model != self.base_model and model not in self.loras:
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
-        answer = self.answers.popleft() if self.answers else FakeAnswer(self.default_content)
+        answer = self.answers.popleft() if self.answers else FakeAnswer(
+            self.contents.get(model, self.default_content))
         if answer.status != 200:
             return _error(answer.status, answer.content, "BadRequestError", None,
                           answer.headers)

@@ -1,0 +1,212 @@
+"""Rollouts through the HTTP API, against a fake engine that answers per adapter version."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from gateway.app import create_app
+from tests.adapter_factory import write_adapter
+from tests.conftest import SettingsFactory, start
+from tests.fakes.engine import FakeEngine
+from tests.metrics_reader import parse, value
+
+pytestmark = pytest.mark.anyio
+
+TICKET = '{"category": "billing", "priority": "high", "escalate": true}'
+PROSE = "This ticket is about billing, I think."
+SERVING = {"response_schema": "ticket", "validate_by_default": True}
+FAST_GATE = {"min_checks": 10, "deviation_margin": 0.3, "latency_margin": 100.0}
+POLICY = {"stages": [{"mode": "shadow", "share": 1.0}, {"mode": "canary", "share": 0.5}],
+          "gate": FAST_GATE}
+
+
+def _ask(user: str = "u") -> dict[str, Any]:
+    return {"model": "router", "messages": [{"role": "user", "content": "Charged twice."}],
+            "max_tokens": 64, "user": user}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    write_adapter(tmp_path / "adapters" / "router", name="router", version="1",
+                  num_layers=2, serving=SERVING)
+    # Candidates one level down: inside a root (loads must be), outside the store scan.
+    write_adapter(tmp_path / "new" / "router" / "good", name="router", version="2", seed=1,
+                  num_layers=2, serving=SERVING)
+    write_adapter(tmp_path / "new" / "router" / "bad", name="router", version="3", seed=2,
+                  num_layers=2, serving=SERVING)
+    return tmp_path
+
+
+@pytest.fixture
+def app(make_settings: SettingsFactory, store: Path) -> FastAPI:
+    roots = [str(store / "adapters"), str(store / "new")]
+    return create_app(make_settings(adapters={"roots": roots,
+                                              "staging_dir": str(store / "staging"),
+                                              "rollout_sticky_header": "x-user"}))
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in start(app):
+        yield c
+
+
+def _engine_ids(app: FastAPI) -> dict[str, str]:
+    snapshot = app.state.adapters.registry.get("router")
+    return {v.version: v.engine_id for v in snapshot.versions}
+
+
+async def _start(client: httpx.AsyncClient, folder: str, policy: dict[str, Any] = POLICY
+                 ) -> dict[str, Any]:
+    response = await client.post("/v1/adapters/router/rollout",
+                                 json={"path": folder, "policy": policy})
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def _traffic(client: httpx.AsyncClient, app: FastAPI, count: int,
+                   users: int = 1) -> list[httpx.Response]:
+    answers = []
+    for index in range(count):
+        answers.append(await client.post("/v1/chat/completions", json=_ask(),
+                                         headers={"x-user": f"user-{index % users}"}))
+        await app.state.inference.shadows_settled()
+    return answers
+
+
+async def test_a_candidate_that_deviates_is_rolled_back_and_no_client_sees_it(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    rollout = await _start(client, str(store / "new" / "router" / "bad"))
+    assert rollout["state"] == "active" and rollout["current"] == {"mode": "shadow",
+                                                                    "share": 1.0}
+    ids = _engine_ids(app)
+    fake_engine.contents = {ids["1"]: TICKET, ids["3"]: PROSE}
+    answers = await _traffic(client, app, 12)
+    assert all(a.status_code == 200 for a in answers)
+    assert {a.headers["x-adapter-version"] for a in answers} == {"1"}
+    assert all(a.json()["choices"][0]["message"]["content"] == TICKET for a in answers)
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "rolled_back"
+    last = rollout["last_decision"]
+    assert last["action"] == "rollback" and "deviates more than stable" in last["reason"]
+    assert last["numbers"]["candidate"]["deviations"] == 10
+    assert last["numbers"]["deviation_difference_interval"][0] > 0
+    # The candidate left service; the stable version serves on.
+    snapshot = (await client.get("/v1/adapters/router")).json()
+    assert snapshot["public_version"] == "1"
+    assert not any(v["candidate"] for v in snapshot["versions"])
+    samples = parse((await client.get("/metrics")).text)
+    assert value(samples, "gateway_rollout_decisions_total", adapter="router",
+                 action="rollback") == 1
+    assert value(samples, "gateway_rollout_deviations_total", adapter="router",
+                 role="candidate") == 10
+
+
+async def test_an_equal_candidate_is_promoted_through_every_stage(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    await _start(client, str(store / "new" / "router" / "good"))
+    ids = _engine_ids(app)
+    fake_engine.contents = {ids["1"]: TICKET, ids["2"]: TICKET}
+    await _traffic(client, app, 10)  # shadow: every request copied to the candidate
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["stage"] == 1 and rollout["current"]["mode"] == "canary"
+    answers = await _traffic(client, app, 60, users=30)
+    assert {a.headers["x-adapter-version"] for a in answers} == {"1", "2"}
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "promoted", rollout["stats"]
+    assert [d["action"] for d in rollout["decisions"]] == ["start", "advance", "promote"]
+    later = await _traffic(client, app, 3, users=3)
+    assert {a.headers["x-adapter-version"] for a in later} == {"2"}
+
+
+async def test_a_canary_caller_stays_on_one_version(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    await _start(client, str(store / "new" / "router" / "good"),
+                 {"stages": [{"mode": "canary", "share": 0.5}], "gate": {"min_checks": 1000}})
+    seen: dict[str, set[str]] = {}
+    for _ in range(3):
+        for user in range(20):
+            answer = await client.post("/v1/chat/completions", json=_ask(),
+                                       headers={"x-user": f"user-{user}"})
+            seen.setdefault(f"user-{user}", set()).add(answer.headers["x-adapter-version"])
+    assert all(len(versions) == 1 for versions in seen.values())
+    assert set().union(*seen.values()) == {"1", "2"}
+
+
+async def test_shadow_copies_stay_within_their_budget_and_never_delay_the_client(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    import asyncio
+
+    policy = {"stages": [{"mode": "shadow", "share": 1.0}], "gate": {"min_checks": 1000},
+              "shadow_max_in_flight": 1}
+    await _start(client, str(store / "new" / "router" / "good"), policy)
+    ids = _engine_ids(app)
+    held = asyncio.Event()
+    fake_engine.contents = {ids["1"]: TICKET}
+    # The first shadow copy is held by the engine until the end of the test.
+    fake_engine.enqueue(TICKET)  # the client's answer
+    fake_engine.enqueue(TICKET, gate=held)  # its shadow copy
+    first = await client.post("/v1/chat/completions", json=_ask())
+    assert first.status_code == 200 and first.headers["x-adapter-version"] == "1"
+    second = await client.post("/v1/chat/completions", json=_ask())  # its copy: skipped
+    assert second.status_code == 200
+    samples = parse((await client.get("/metrics")).text)
+    assert value(samples, "gateway_rollout_shadow_skipped_total", adapter="router") == 1
+    held.set()
+    await app.state.inference.shadows_settled()
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["stats"]["candidate"]["requests"] == 1
+
+
+async def test_a_restart_keeps_the_rollout_where_it_was(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
+) -> None:
+    roots = [str(store / "adapters"), str(store / "new")]
+    settings = make_settings(adapters={"roots": roots, "staging_dir": str(store / "staging")})
+    app = create_app(settings)
+    async for client in start(app):
+        await _start(client, str(store / "new" / "router" / "good"),
+                     {**POLICY, "gate": {**FAST_GATE, "min_checks": 1000}})
+        ids = _engine_ids(app)
+        fake_engine.contents = {ids["1"]: TICKET, ids["2"]: PROSE}
+        await client.post("/v1/adapters/router/rollout/advance", json={"reason": "test"})
+        await _traffic(client, app, 8, users=8)
+        before = (await client.get("/v1/adapters/router/rollout")).json()
+    again = create_app(settings)
+    async for client in start(again):
+        after = (await client.get("/v1/adapters/router/rollout")).json()
+        assert after["state"] == "active" and after["stage"] == 1
+        assert after["stats"]["stable"]["checks"] == before["stats"]["stable"]["checks"] > 0
+        assert after["decisions"] == before["decisions"]
+        snapshot = (await client.get("/v1/adapters/router")).json()
+        assert snapshot["public_version"] == "1"
+        assert [v["version"] for v in snapshot["versions"] if v["candidate"]] == ["2"]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("post", "/v1/adapters/router/rollout",
+     {"path": "new/router/good", "policy": {"stages": [{"mode": "canary", "share": 1.5}]}}, 400),
+    ("post", "/v1/adapters/router/rollout", {"path": "../etc"}, 400),
+    ("post", "/v1/adapters/nobody/rollout", {"path": "new/router/good"}, 404),
+    ("post", "/v1/adapters/router/rollout", {"path": "router"}, 409),
+    ("get", "/v1/adapters/router/rollout", None, 404),
+    ("post", "/v1/adapters/router/rollout/promote", {}, 404),
+    ("post", "/v1/adapters/router/rollout/jump", {}, 400),
+])
+async def test_bad_rollout_requests_get_clear_errors(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any] | None,
+    status: int,
+) -> None:
+    response = await client.request(method, path, json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["message"]
