@@ -1,5 +1,5 @@
 # Every target sets up .venv first (fast when nothing changed); see scripts/setup.sh.
-.PHONY: setup run test lint bench bench-parts eval loadtest ticket-router
+.PHONY: setup run test lint bench bench-parts eval loadtest rollout-demo ticket-router
 
 setup:
 	scripts/setup.sh
@@ -33,6 +33,11 @@ bench-parts: setup
 # hot swap under load; fails when a threshold is missed. Reports in var/loadtest/.
 loadtest: setup
 	.venv/bin/python -m loadtests.run --users 8 --duration 60s --out var/loadtest
+
+# Two new ticket-router versions rolled out on the embedded setup: a good one promoted by
+# the gate, a bad one rolled back (about 5 minutes). Transcript in the README.
+rollout-demo: setup
+	.venv/bin/python -m loadtests.rollout_demo
 
 # "Should I fine-tune?" on the shipped support tickets (starts the embedded gateway).
 eval: setup

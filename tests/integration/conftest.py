@@ -70,7 +70,9 @@ def _config(port: int, adapters: Path, var: Path) -> dict[str, object]:
         "engine": {"mode": "embedded", "model": MODEL, "log_file": str(var / "vllm.log"),
                    "max_loras": 4, "max_lora_rank": 16, "read_timeout_s": 300},
         "adapters": {"roots": [str(adapters)], "watch": True, "watch_debounce_ms": 300,
-                     "staging_dir": str(var / "staging"), "drain_timeout_s": 60},
+                     "staging_dir": str(var / "staging"), "drain_timeout_s": 60,
+                     "rollouts_file": str(var / "rollouts.json"),
+                     "rollout_sticky_header": "x-user"},
     }
 
 
