@@ -197,6 +197,7 @@ async def test_a_restart_keeps_the_rollout_where_it_was(
     ("post", "/v1/adapters/router/rollout",
      {"path": "new/router/good", "policy": {"stages": [{"mode": "canary", "share": 1.5}]}}, 400),
     ("post", "/v1/adapters/router/rollout", {"path": "../etc"}, 400),
+    ("post", "/v1/adapters/router/rollout", {"path": "new/router/missing"}, 400),
     ("post", "/v1/adapters/nobody/rollout", {"path": "new/router/good"}, 404),
     ("post", "/v1/adapters/router/rollout", {"path": "router"}, 409),
     ("get", "/v1/adapters/router/rollout", None, 404),
@@ -210,3 +211,15 @@ async def test_bad_rollout_requests_get_clear_errors(
     response = await client.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["message"]
+
+
+async def test_a_candidate_that_fails_validation_never_enters_a_rollout(
+    client: httpx.AsyncClient, store: Path
+) -> None:
+    write_adapter(store / "new" / "router" / "wide", name="router", version="9", rank=64,
+                  num_layers=2, serving=SERVING)  # above the engine's max_lora_rank
+    response = await client.post("/v1/adapters/router/rollout",
+                                 json={"path": str(store / "new" / "router" / "wide")})
+    assert response.status_code == 400 and "rank" in response.json()["error"]["message"]
+    assert (await client.get("/v1/adapters/router/rollout")).status_code == 404
+    assert (await client.get("/v1/adapters/router")).json()["public_version"] == "1"
