@@ -36,7 +36,7 @@ from gateway._stats import difference_interval, percentile, wilson, z_for
 STABLE, CANDIDATE = "stable", "candidate"
 ROLES = (STABLE, CANDIDATE)
 # Latencies kept per version and stage for the p95 (the most recent ones).
-_LATENCIES = 2000
+_LATENCIES = 500
 
 
 class Stage(BaseModel):

@@ -74,7 +74,9 @@ class InferenceService:
             try:
                 answer = await self._answer(call, held)
             except GatewayError as exc:
-                _report(target, Outcome(error=http_status(exc) >= 500))
+                # A 422 (every attempt deviated) is the version's format, not a failure.
+                _report(target, Outcome(error=http_status(exc) >= 500,
+                                        deviated=observation.first_deviated))
                 exc.headers = {**headers, **exc.headers}
                 raise
             _report(target, Outcome(error=False, latency_s=time.perf_counter() - started,

@@ -223,3 +223,19 @@ async def test_a_candidate_that_fails_validation_never_enters_a_rollout(
     assert response.status_code == 400 and "rank" in response.json()["error"]["message"]
     assert (await client.get("/v1/adapters/router/rollout")).status_code == 404
     assert (await client.get("/v1/adapters/router")).json()["public_version"] == "1"
+
+
+async def test_a_canary_whose_answers_are_exhausted_still_counts_its_deviations(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    await _start(client, str(store / "new" / "router" / "bad"),
+                 {"stages": [{"mode": "canary", "share": 0.5}], "gate": FAST_GATE})
+    ids = _engine_ids(app)
+    fake_engine.contents = {ids["1"]: TICKET, ids["3"]: PROSE}  # retries included
+    answers = await _traffic(client, app, 60, users=30)
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "rolled_back", rollout["stats"]
+    # The candidate's callers got the gateway's 422 (no valid answer), nobody else failed.
+    failed = {(a.status_code, a.headers["x-adapter-version"]) for a in answers
+              if a.status_code != 200}
+    assert failed == {(422, "3")}
