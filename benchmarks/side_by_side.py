@@ -477,7 +477,8 @@ def write_report(results: Results, args: argparse.Namespace, seconds: float,
     figures = list(results.figures.values())
     data = {"date": date or time.strftime("%Y-%m-%d"), "machine": machine(),
             "command": "make bench (python -m benchmarks.side_by_side --runs "
-                       f"{args.runs})", "runs": args.runs, "seconds": round(seconds),
+                       f"{args.runs})", "runs": len(figures[0].runs) if figures else 0,
+            "invocations": getattr(args, "invocations", 1), "seconds": round(seconds),
             "figures": {f.key: {"label": f.label, "unit": f.unit, "runs": f.runs,
                                 "median": f.median, "spread": list(f.spread),
                                 "target": f.target} for f in figures}}
@@ -487,10 +488,12 @@ def write_report(results: Results, args: argparse.Namespace, seconds: float,
         "# Benchmarks", "",
         "The gateway measured against what it sits in front of, side by side in one run on one "
         "machine. Every figure is the median of "
-        f"{args.runs} runs; the spread is the range (lowest to highest) across them.", "",
+        f"{len(figures[0].runs)} runs{_invocations(args)}; the spread is the range (lowest to "
+        "highest) "
+        "across them.", "",
         f"- Machine: {data['machine']}",
         f"- Command: `make bench` (`python -m benchmarks.side_by_side --runs {args.runs}`); "
-        f"took {seconds / 60:.0f} minutes",
+        f"took {seconds / 60:.0f} minutes per invocation",
         f"- Date: {data['date']}",
         "- Reproduce: `python -m benchmarks.side_by_side --check docs/benchmarks.json` "
         "says which figures fall within the spread stated here.", "",
@@ -539,6 +542,15 @@ NOTES = {
     "swap": "Four clients send to one adapter while a new version is loaded every 4 seconds "
             "(three swaps); requests sent within 2 s after a swap began count as during it.",
 }
+
+
+def _invocations(args: argparse.Namespace) -> str:
+    count = getattr(args, "invocations", 1)
+    if count <= 1:
+        return ""
+    return (f" from {count} invocations of the command one after the other (this shared "
+            "machine's speed drifts by about 15 % between invocations, so one invocation's "
+            "runs understate the spread)")
 
 
 def _fmt(value: float) -> str:
@@ -642,7 +654,8 @@ def main() -> int:
         for key, item in documented_figures(args.render).items():
             results.figures[key] = Figure(key, item["label"], item["unit"], item["runs"],
                                           item["target"])
-        args.runs = data["runs"]
+        args.invocations = data.get("invocations", 1)
+        args.runs = data["runs"] // args.invocations
         write_report(results, args, data["seconds"], date=data["date"])
         return 0
     unknown = set(args.sections) - set(SECTIONS)

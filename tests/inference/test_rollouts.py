@@ -239,3 +239,27 @@ async def test_a_canary_whose_answers_are_exhausted_still_counts_its_deviations(
     failed = {(a.status_code, a.headers["x-adapter-version"]) for a in answers
               if a.status_code != 200}
     assert failed == {(422, "3")}
+
+
+async def test_the_configured_policy_rolls_out_and_a_manifest_can_say_hot_swap(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
+) -> None:
+    roots = [str(store / "adapters"), str(store / "new")]
+    write_adapter(store / "new" / "router" / "swap", name="router", version="5", seed=5,
+                  num_layers=2, serving=SERVING, manifest_overrides={"rollout": False})
+    app = create_app(make_settings(adapters={"roots": roots, "rollout": POLICY,
+                                             "staging_dir": str(store / "staging")}))
+    async for client in start(app):
+        # A plain replace is a rollout under the configured policy...
+        loaded = await client.post("/v1/adapters", json={
+            "path": str(store / "new" / "router" / "good"), "replace": True})
+        assert loaded.status_code == 201 and loaded.json()["public_version"] == "1"
+        assert (await client.get("/v1/adapters/router/rollout")).json()["stages"] == \
+            POLICY["stages"]
+        await client.post("/v1/adapters/router/rollout/abort", json={"reason": "next test"})
+        # ...unless the new version's manifest asks for a hot swap.
+        swapped = await client.post("/v1/adapters", json={
+            "path": str(store / "new" / "router" / "swap"), "replace": True})
+        assert swapped.status_code == 201 and swapped.json()["public_version"] == "5"
+        rollout = (await client.get("/v1/adapters/router/rollout")).json()
+        assert rollout["state"] == "aborted" and rollout["candidate"]["version"] == "2"
