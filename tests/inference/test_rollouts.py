@@ -263,3 +263,32 @@ async def test_the_configured_policy_rolls_out_and_a_manifest_can_say_hot_swap(
         assert swapped.status_code == 201 and swapped.json()["public_version"] == "5"
         rollout = (await client.get("/v1/adapters/router/rollout")).json()
         assert rollout["state"] == "aborted" and rollout["candidate"]["version"] == "2"
+
+
+async def test_a_restart_finds_the_stable_version_in_staging_when_its_folder_changed(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
+) -> None:
+    """The store folder now holds the candidate: the stable one comes back from its staged
+    copy (content-addressed), with its version label and serving defaults."""
+    settings = make_settings(adapters={"roots": [str(store / "adapters")], "rollout": POLICY,
+                                       "staging_dir": str(store / "staging")})
+    app = create_app(settings)
+    async for client in start(app):
+        folder = store / "adapters" / "router"
+        for name in ("adapter.yaml", "adapter_config.json", "adapter_model.safetensors"):
+            (folder / name).write_bytes((store / "new" / "router" / "good" / name).read_bytes())
+        loaded = await client.post("/v1/adapters", json={"path": "router", "replace": True})
+        assert loaded.status_code == 201, loaded.text
+        before = (await client.get("/v1/adapters/router/rollout")).json()
+        assert before["state"] == "active"
+    again = create_app(settings)
+    async for client in start(again):
+        after = (await client.get("/v1/adapters/router/rollout")).json()
+        assert after["state"] == "active" and after["decisions"] == before["decisions"]
+        snapshot = (await client.get("/v1/adapters/router")).json()
+        assert snapshot["public_version"] == "1"
+        assert snapshot["serving"]["response_schema"] == "ticket"
+        assert [v["version"] for v in snapshot["versions"] if v["candidate"]] == ["2"]
+        fake_engine.default_content = TICKET
+        answer = await client.post("/v1/chat/completions", json=_ask())
+        assert answer.status_code == 200 and answer.headers["x-adapter-version"] == "1"
