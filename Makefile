@@ -11,7 +11,7 @@ test:
 	scripts/test.sh
 
 lint: setup
-	.venv/bin/ruff check gateway tests loadtests benchmarks
+	.venv/bin/ruff check gateway tests loadtests benchmarks deploy
 	.venv/bin/lint-imports
 	.venv/bin/mypy
 

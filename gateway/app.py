@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.adapters.claims import ClaimBoard
 from gateway.adapters.registry import AdapterRegistry
 from gateway.adapters.service import AdapterService
 from gateway.api import adapters, health, inference, metrics, models
@@ -30,6 +31,8 @@ from gateway.wiring.store import (
     base_model_config,
     check_engine_model,
     keep_store_loaded,
+    publisher,
+    resolver_base_model,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Builds the gateway from its settings; nothing starts until the lifespan runs."""
     if settings.engine.mode == "remote":
         base_model_config(settings)  # a missing one is a start-up error, not a later surprise
+    resolver_base_model(settings)
     gateway_metrics = build_metrics(settings.metrics)
 
     @asynccontextmanager
@@ -83,6 +87,9 @@ async def _wire(
         schema_names=structured.schemas.names,
         rollout_policy=settings.adapters.rollout,
         rollouts_file=settings.adapters.rollouts_file,
+        publisher=publisher(settings, engine),
+        claims=ClaimBoard(settings.adapters.claims_folder(),
+                          refresh_s=settings.adapters.claims_refresh_s),
     )
     stack.push_async_callback(adapter_service.aclose)
     engine_model = settings.engine.model, settings.engine.max_model_len
@@ -107,7 +114,7 @@ async def _engine(
     urls, key = settings.engine.urls, settings.engine_api_key()
     supervisor = None
     if settings.engine.mode == "embedded":
-        supervisor, key = await start_embedded_engine(settings.engine, stack)
+        supervisor, key = await start_embedded_engine(settings.engine, stack, settings.adapters)
         urls = [supervisor.base_url]
     engine = EngineClient(
         urls,
@@ -115,6 +122,8 @@ async def _engine(
         connect_timeout=settings.engine.connect_timeout_s,
         read_timeout=settings.engine.read_timeout_s,
         max_connections=settings.engine.max_connections,
+        eject_after=settings.engine.eject_after_errors,
+        max_backoff_s=settings.engine.eject_max_backoff_s,
     )
     stack.push_async_callback(engine.aclose)
     return engine, supervisor

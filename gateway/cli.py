@@ -32,6 +32,7 @@ METRICS_DIR_ENV = "GATEWAY_METRICS__MULTIPROCESS_DIR"
 ENGINE_MODE_ENV = "GATEWAY_ENGINE__MODE"
 ENGINE_URLS_ENV = "GATEWAY_ENGINE__URLS"
 ENGINE_KEY_ENV_ENV = "GATEWAY_ENGINE__API_KEY_ENV"
+RESOLVER_BASE_ENV = "GATEWAY_ADAPTERS__RESOLVER__BASE_MODEL"
 # Holds the shared embedded engine's key for the workers (never passed to the engine).
 WORKER_ENGINE_KEY = "ADAPTER_GATEWAY_ENGINE_KEY"
 
@@ -177,14 +178,18 @@ def _shared_engine(settings: Settings) -> Iterator[None]:
 
     from gateway.engine.model_prep import is_prepared, prepare_model
     from gateway.engine.supervisor import VllmSupervisor
-    from gateway.wiring.engine import new_engine_key, spec_from
+    from gateway.wiring.engine import new_engine_key, resolver_env, spec_from
 
     model = settings.engine.model_folder()
     if not is_prepared(model):
         log.info("preparing the bundled model in %s (once; about a minute)", model)
         prepare_model(model)
     key = new_engine_key()
-    supervisor = VllmSupervisor(spec_from(settings.engine, model, key))
+    supervisor = VllmSupervisor(spec_from(settings.engine, model, key,
+                                          resolver_env(settings.adapters)))
+    if settings.adapters.publish == "resolver" and settings.adapters.resolver.base_model is None:
+        # The workers see a remote engine: they are told its --model.
+        os.environ[RESOLVER_BASE_ENV] = str(model)
     # The loop only runs to start and to stop the engine; the workers' monitors track it.
     loop = asyncio.new_event_loop()
     try:

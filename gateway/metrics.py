@@ -272,6 +272,17 @@ class GatewayMetrics:
             "gateway_engine_ready", "1 when the engine answers its health check, else 0.",
             registry=r, multiprocess_mode="livemax",
         )
+        # Per engine server in engine.urls (a bounded, configured list).
+        self.engine_server_admitted = Gauge(
+            "gateway_engine_server_admitted",
+            "1 while an engine server gets traffic, 0 while it is ejected.",
+            ["server"], registry=r, multiprocess_mode="livemin",
+        )
+        self.engine_server_ejections = Counter(
+            "gateway_engine_server_ejections",
+            "Engine servers taken out of traffic (failed health checks, refused connections, "
+            "errors in a row).", ["server"], registry=r,
+        )
 
     def adapter_label(self, name: str | None) -> str:
         return self.adapters(name)
@@ -493,6 +504,12 @@ class Recorder:
 
     def engine_restarted(self, reason: str) -> None:
         self._m.engine_restarts.labels(self._m.restart_reasons(reason)).inc()
+
+    def engine_server(self, server: str, admitted: bool, ejections: int) -> None:
+        """One server's standing after a health round; ``ejections``: new ones since the last."""
+        self._m.engine_server_admitted.labels(server).set(1 if admitted else 0)
+        if ejections:
+            self._m.engine_server_ejections.labels(server).inc(ejections)
 
 
 class NullRecorder(Recorder):

@@ -11,7 +11,7 @@ cd "$ROOT"
 scripts/setup.sh --with-prometheus --with-browser
 
 echo "==> ruff"
-.venv/bin/ruff check gateway tests loadtests benchmarks
+.venv/bin/ruff check gateway tests loadtests benchmarks deploy
 echo "==> import-linter (the layers of docs/architecture.md)"
 .venv/bin/lint-imports
 echo "==> mypy"

@@ -50,6 +50,7 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
         adapters = {"roots": [str(tmp_path / "adapters")], "watch": False,
                     "base_model_config": str(BUNDLED_BASE_CONFIG),
                     "rollouts_file": str(tmp_path / "rollouts.json"),
+                    "claims_dir": str(tmp_path / "claims"),
                     **sections.pop("adapters", {})}
         return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
 

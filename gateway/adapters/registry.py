@@ -218,6 +218,11 @@ class AdapterRegistry:
     def find(self, engine_id: str) -> AdapterVersion | None:
         return self._engine_ids.get(engine_id)
 
+    def in_use(self) -> list[AdapterVersion]:
+        """Versions loading, serving or draining: the ones the engines must keep."""
+        return [v for v in self._engine_ids.values() if v.state is not VersionState.FAILED
+                and v.state is not VersionState.UNLOADED]
+
     # -- retiring ------------------------------------------------------------------------
 
     async def wait_drained(self, version: AdapterVersion, timeout: float) -> bool:

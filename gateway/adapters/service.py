@@ -15,8 +15,10 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from gateway.adapters.claims import ClaimBoard
 from gateway.adapters.errors import ENGINE_LOAD_FAILURE_REASONS, AdapterRejected, RejectReason
 from gateway.adapters.manifest import ServingDefaults
+from gateway.adapters.publish import Publisher, RuntimePublisher
 from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
 from gateway.adapters.rollout import (
     CANDIDATE,
@@ -40,13 +42,12 @@ from gateway.adapters.validation import (
 from gateway.adapters.versions import AdapterVersion, Lease, VersionState
 from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
-from gateway.errors import AdapterNotFound, Conflict, GatewayError, UpstreamError
+from gateway.errors import AdapterNotFound, Conflict, GatewayError
 from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 
 ENGINE_ERROR = ENGINE_LOAD_FAILURE_REASONS[0]
-_ALREADY_LOADED = "already been loaded"
 # How a load is rolled out: a policy, True (the configured or default policy), False (a
 # hot swap), or None (the manifest's choice, else the configured one).
 RolloutChoice = RolloutPolicy | bool | None
@@ -65,6 +66,8 @@ class AdapterService:
         schema_names: Callable[[], Collection[str]] | None = None,
         rollout_policy: RolloutPolicy | None = None,
         rollouts_file: Path | None = None,
+        publisher: Publisher | None = None,
+        claims: ClaimBoard | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -82,6 +85,12 @@ class AdapterService:
         # The policy a new version of a served adapter is rolled out with (None: hot swap).
         self.rollout_policy = rollout_policy
         self.rollouts = RolloutBook(rollouts_file)
+        # How versions reach the engines: runtime loads (default) or a resolver store.
+        self.publisher: Publisher = publisher or RuntimePublisher(engine)
+        # What the other gateway processes (workers, replicas) still use: a version leaves
+        # the engines only once none of them does. None: this process is alone.
+        self.claims = claims
+        self._let_go: set[str] = set()  # engine ids drained here, no longer claimed
 
     async def load_path(
         self, requested: str, *, name: str | None = None, replace: bool = False,
@@ -113,6 +122,7 @@ class AdapterService:
             if not plan.created:
                 await self.registry.wait_settled(plan.version)
                 return self.snapshot(spec.name), False
+            self.claim()
             policy = resume.policy if resume else self._rollout_policy(spec, rollout)
             await self._load_version(plan.version, started, policy, resume)
         return self.snapshot(spec.name), True
@@ -354,6 +364,8 @@ class AdapterService:
 
     async def reload_engine(self) -> None:
         """Loads every serving version again, after the engine restarted and lost them."""
+        if self.publisher.lazy:
+            return  # the engines load from the resolver store on first use
         for name in self.registry.names():
             snapshot = self.registry.get(name)
             for version in snapshot.versions if snapshot else ():
@@ -366,7 +378,7 @@ class AdapterService:
             return
         try:
             path = await asyncio.to_thread(stage_adapter, found.spec, self.staging_root)
-            await self._engine_load(engine_id, path)
+            await self.publisher.publish(engine_id, path)
         except (GatewayError, OSError) as exc:
             # One adapter that cannot come back must not keep the others (or the watcher,
             # which runs beside this) down; its requests get the engine's 404 meanwhile.
@@ -404,6 +416,39 @@ class AdapterService:
         for task in list(self._retiring):
             task.cancel()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        if self.claims is not None:
+            self.claims.withdraw()
+
+    # -- claims (several gateway processes) -------------------------------------------------
+
+    def claim(self) -> None:
+        """Tells the other processes which versions this one still uses."""
+        if self.claims is not None:
+            self.claims.claim(v.engine_id for v in self.registry.in_use()
+                              if v.engine_id not in self._let_go)
+
+    async def keep_claims(self) -> None:
+        """Keeps this process's claims fresh (runs for the app's life)."""
+        if self.claims is None:
+            return
+        while True:
+            self.claim()
+            self.claims.refresh()
+            await asyncio.sleep(self.claims.refresh_s)
+
+    async def _until_unclaimed(self, version: AdapterVersion) -> None:
+        """Waits until no other gateway process uses ``version`` (its drain, not ours)."""
+        if self.claims is None:
+            return
+        self._let_go.add(version.engine_id)
+        self.claim()
+        told = False
+        while self.claims.claimed_elsewhere(version.engine_id):
+            if not told:
+                log.info("adapter %s@%s drained here; another gateway process still uses it",
+                         version.name, version.version)
+                told = True
+            await asyncio.sleep(min(1.0, self.claims.refresh_s))
 
     async def _load_version(
         self, version: AdapterVersion, started: float, rollout: RolloutPolicy | None = None,
@@ -412,20 +457,25 @@ class AdapterService:
         spec = version.spec
         try:
             staged = await self._stage(spec)
-            await self._engine_load(version.engine_id, staged)
+            await self.publisher.publish(version.engine_id, staged)
         except BaseException as exc:
             # Whatever went wrong (cancellation included), the version must not stay
             # "loading": that would block the name for good.
             reason = exc.reason.value if isinstance(exc, AdapterRejected) else ENGINE_ERROR
             message = exc.message if isinstance(exc, GatewayError) else repr(exc)
             self.registry.mark_failed(version, reason, message)
+            self.claim()
             self._count_failure(spec.name, reason)
             log.error("adapter %s@%s (digest %s) failed to load: %s", spec.name, spec.version,
                       spec.short_digest, message)
             raise
         seconds = time.perf_counter() - started
         if not self.registry.mark_ready(version, seconds):
-            await self._engine_unload(version.engine_id)  # removed while it was loading
+            # Removed while it was loading.
+            await self._until_unclaimed(version)
+            await self.publisher.withdraw(version.engine_id)
+            self._let_go.discard(version.engine_id)
+            self.claim()
             return
         self.recorder.adapter_loaded(spec.name, seconds)
         stable = self.registry.public(spec.name)
@@ -472,38 +522,26 @@ class AdapterService:
         while not await self.registry.wait_drained(version, self.drain_timeout_s):
             log.warning("adapter %s@%s still has %d requests after %.0f s; waiting",
                         version.name, version.version, version.in_flight, self.drain_timeout_s)
+        await self._until_unclaimed(version)
         if version.loaded_at is not None:
-            await self._engine_unload(version.engine_id)
+            await self.publisher.withdraw(version.engine_id)
         self.registry.forget(version)
+        self._let_go.discard(version.engine_id)
+        self.claim()
         if not self._digest_in_use(version.spec):
             path = staged_path(version.spec, self.staging_root)
             await asyncio.to_thread(discard_staged, path, self.staging_root)
         log.info("adapter %s@%s (digest %s) unloaded", version.name, version.version,
                  version.spec.short_digest)
 
-    async def _engine_load(self, engine_id: str, path: Path) -> None:
-        body = {"lora_name": engine_id, "lora_path": str(path)}
-        for answer in await self.engine.broadcast("/v1/load_lora_adapter", body):
-            # After a gateway restart the engine may still hold this exact content.
-            if answer.status != 200 and _ALREADY_LOADED not in answer.text():
-                raise UpstreamError(f"the engine refused the adapter: {answer.text()[:500]}",
-                                    code="adapter_load_failed")
-
-    async def _engine_unload(self, engine_id: str) -> None:
-        try:
-            answers = await self.engine.broadcast("/v1/unload_lora_adapter",
-                                                  {"lora_name": engine_id})
-        except GatewayError as exc:
-            log.error("could not unload %s from the engine: %s", engine_id, exc.message)
-            return
-        for answer in answers:
-            if answer.status not in (200, 404):
-                log.error("the engine refused to unload %s: %s", engine_id, answer.text()[:300])
-
     def _digest_in_use(self, spec: AdapterSpec) -> bool:
-        """The engine may re-read a staged folder (LRU eviction) while any version uses it."""
+        """The engine may re-read a staged folder (LRU eviction) while any version uses it,
+        here or in another gateway process sharing the staging folder."""
         snapshot = self.registry.get(spec.name)
-        return snapshot is not None and any(v.digest == spec.digest for v in snapshot.versions)
+        if snapshot is not None and any(v.digest == spec.digest for v in snapshot.versions):
+            return True
+        return (self.claims is not None
+                and self.claims.claimed_elsewhere(f"{spec.name}--{spec.short_digest}"))
 
     def snapshot(self, name: str) -> AdapterSnapshot:
         """One adapter's listing; 404 for an unknown name."""

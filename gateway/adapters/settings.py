@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from gateway._sections import PROJECT_ROOT, Section
 from gateway.adapters.rollout import RolloutPolicy
 from gateway.adapters.validation import ValidationLimits
+
+
+class ResolverSettings(Section):
+    """Where ``publish: resolver`` writes adapters for vLLM's filesystem LoRA resolver."""
+
+    # Shared by every engine server as VLLM_LORA_RESOLVER_CACHE_DIR (a ReadWriteMany
+    # volume, or a folder synced from object storage; docs/deploy.md).
+    dir: Path = PROJECT_ROOT / "var" / "lora-resolver"
+    # The engines' --model argument, exactly as given (a path or a hub id, not the served
+    # name): the resolver loads only adapters whose config names it. Embedded: the model
+    # folder the gateway starts vLLM with.
+    base_model: str | None = None
+    # Ask an engine for one token of each new version, so that a version the engines
+    # cannot load fails its load, not a client's request.
+    probe: bool = True
 
 
 class AdapterSettings(Section):
@@ -27,3 +43,21 @@ class AdapterSettings(Section):
     # The request header whose value keeps a canary caller on one version (else the API
     # key's name, else nothing sticks: each request is placed on its own).
     rollout_sticky_header: str | None = None
+    # How versions reach the engines. runtime: the gateway loads each one into every
+    # server in engine.urls. resolver: it writes each one into resolver.dir, from which
+    # every engine server loads it on first use (a pool, behind a router or not).
+    publish: Literal["runtime", "resolver"] = "runtime"
+    resolver: ResolverSettings = ResolverSettings()
+    # Where each gateway process (workers, replicas) says which versions it still uses,
+    # so that none is unloaded while another process sends requests to it. Empty:
+    # resolver.dir/.claims when publishing to a resolver, else adapter-claims beside
+    # staging_dir. Replicas on several machines need a shared folder.
+    claims_dir: Path | None = None
+    claims_refresh_s: float = Field(10.0, gt=0)
+
+    def claims_folder(self) -> Path:
+        if self.claims_dir is not None:
+            return self.claims_dir
+        if self.publish == "resolver":
+            return self.resolver.dir / ".claims"
+        return self.staging_dir.parent / "adapter-claims"

@@ -23,14 +23,20 @@ async def health(request: Request, _: PublicDep) -> JSONResponse:
 
 @router.get("/ready")
 async def ready(request: Request, monitor: MonitorDep, _: PublicDep) -> JSONResponse:
-    """The engine answers and the adapter store is loaded; 503 until then. Gate traffic on it."""
+    """The engine answers and the adapter store is loaded; 503 until then. Gate traffic on it.
+
+    ``engine_servers`` lists each configured engine server: admitted to traffic, or
+    ejected (with why, and when it may come back).
+    """
+    servers = monitor.servers
     if not await monitor.check():
-        return _not_ready(monitor.reason)
+        return _not_ready(monitor.reason, servers())
     adapters: AdapterService = request.app.state.adapters
     if not adapters.store_loaded.is_set():
-        return _not_ready("the adapters in the store are being loaded")
-    return JSONResponse({"status": "ready"})
+        return _not_ready("the adapters in the store are being loaded", servers())
+    return JSONResponse({"status": "ready", "engine_servers": servers()})
 
 
-def _not_ready(reason: str) -> JSONResponse:
-    return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
+def _not_ready(reason: str, servers: list[dict[str, object]]) -> JSONResponse:
+    return JSONResponse({"status": "not_ready", "reason": reason, "engine_servers": servers},
+                        status_code=503)

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,11 +43,37 @@ class RawResponse:
         return self.body.decode(errors="replace")
 
 
+@dataclass
+class Server:
+    """One engine server's standing: admitted to traffic, or ejected until it recovers."""
+
+    url: str
+    admitted: bool = True
+    # Errors in a row (refused connections, 5xx answers); reset by a success.
+    failures: int = 0
+    # Ejections in a row; the backoff doubles with each, reset once it stays healthy.
+    ejections: int = 0
+    ejections_total: int = 0
+    ejected_until: float = 0.0
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "state": "admitted" if self.admitted else "ejected",
+                "failures": self.failures, "ejections": self.ejections,
+                "reason": self.reason or None,
+                "readmit_in_s": None if self.admitted
+                else round(max(0.0, self.ejected_until - time.monotonic()), 1)}
+
+
 class EngineClient:
     """Sends OpenAI requests to the engine; maps transport failures to domain errors.
 
-    Requests go round-robin over the configured servers. A server that refuses
-    the connection is skipped for that request (nothing was sent to it yet).
+    Requests go round-robin over the admitted servers. A server that refuses the
+    connection is skipped for that request (nothing was sent to it yet) and ejected; one
+    that answers ``eject_after`` errors (5xx) in a row is ejected too. An ejected server
+    gets no traffic until its backoff (1 s, 2 s, 4 s, ... up to ``max_backoff_s``) has
+    passed and it answers its health check (:meth:`healthy`, polled by the monitor).
+    With every server ejected, requests try them all rather than refuse outright.
     """
 
     def __init__(
@@ -57,10 +84,19 @@ class EngineClient:
         read_timeout: float = 300.0,
         max_connections: int = 256,
         api_key: str | None = None,
+        eject_after: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
     ) -> None:
         if not urls:
             raise ValueError("EngineClient needs at least one engine URL")
         self.urls = [u.rstrip("/") for u in urls]
+        self.servers = [Server(url) for url in self.urls]
+        self.eject_after = eject_after
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        # Set when an ejected server is admitted again (runtime loads must reach it).
+        self.readmitted = asyncio.Event()
         self._next = itertools.cycle(range(len(self.urls)))
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
@@ -109,20 +145,72 @@ class EngineClient:
             raise EngineUnavailable(f"the engine is unreachable at {url}: {exc!r}") from exc
 
     async def healthy(self) -> bool:
-        """True when at least one engine server answers its health check."""
-        for url in self.urls:
-            try:
-                async with asyncio.timeout(2.0), self._http.get(f"{url}/health") as response:
-                    if response.status == 200:
-                        return True
-            except (TimeoutError, aiohttp.ClientError):
-                continue
-        return False
+        """Checks every server's health (ejecting or admitting it); True when one is admitted."""
+        answers = await asyncio.gather(*(self._health(server) for server in self.servers))
+        now = time.monotonic()
+        for server, answered in zip(self.servers, answers, strict=True):
+            if not answered:
+                if server.admitted:
+                    self._eject(server, "it does not answer its health check")
+            elif not server.admitted and now >= server.ejected_until:
+                self._admit(server)
+            elif server.admitted and server.failures == 0:
+                server.ejections = 0
+        if not any(server.admitted for server in self.servers):
+            # The backoff keeps a flapping server out while others serve; with none
+            # admitted, any that answers is better than none.
+            for server, answered in zip(self.servers, answers, strict=True):
+                if answered:
+                    self._admit(server)
+        return any(server.admitted for server in self.servers)
+
+    async def _health(self, server: Server) -> bool:
+        try:
+            async with asyncio.timeout(2.0), self._http.get(f"{server.url}/health") as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+    def _eject(self, server: Server, reason: str) -> None:
+        server.admitted = False
+        server.ejections += 1
+        server.ejections_total += 1
+        backoff = min(self.backoff_s * 2.0 ** (server.ejections - 1), self.max_backoff_s)
+        server.ejected_until = time.monotonic() + backoff
+        server.reason = reason
+        log.warning("engine server %s ejected for at least %.0f s: %s", server.url, backoff,
+                    reason)
+
+    def _admit(self, server: Server) -> None:
+        server.admitted, server.failures, server.reason = True, 0, ""
+        log.info("engine server %s admitted again: it answers its health check", server.url)
+        self.readmitted.set()
+
+    def _failed(self, server: Server, reason: str, *, at_once: bool = False) -> None:
+        server.failures += 1
+        if server.admitted and (at_once or server.failures >= self.eject_after):
+            self._eject(server, reason)
+
+    def _rotation(self) -> list[Server]:
+        """The servers to try for one request, in round-robin order: the admitted ones
+        (all of them when none is)."""
+        start = next(self._next)
+        ordered = self.servers[start:] + self.servers[:start]
+        admitted = [server for server in ordered if server.admitted]
+        return admitted or ordered
 
     async def broadcast(self, path: str, body: dict[str, Any]) -> list[RawResponse]:
-        """POSTs the same body to every engine server (runtime LoRA load and unload)."""
+        """POSTs the same body to every admitted engine server (runtime LoRA load and unload).
+
+        An ejected server is left out: when it is admitted again, :attr:`readmitted` is set
+        and the adapter service loads every adapter into it again.
+        """
         answers = []
-        for url in self.urls:
+        admitted = [server.url for server in self.servers if server.admitted]
+        if not admitted:
+            raise EngineUnavailable("no engine server is admitted (every one failed its "
+                                    "health check); GET /ready lists them")
+        for url in admitted:
             try:
                 async with self._http.post(f"{url}{path}", json=body) as response:
                     answers.append(RawResponse(response.status, await response.read()))
@@ -138,18 +226,25 @@ class EngineClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         headers = {"x-request-id": request_id} if request_id else None
         last: Exception | None = None
-        for _ in self.urls:
-            url = self.urls[next(self._next)] + path
+        for server in self._rotation():
+            url = server.url + path
             try:
                 response = await self._http.post(url, json=body, headers=headers)
             except aiohttp.ClientConnectorError as exc:
                 log.warning("engine at %s refused the connection: %r", url, exc)
+                self._failed(server, "it refused the connection", at_once=True)
                 last = exc
                 continue
             except TimeoutError as exc:
                 raise _timeout() from exc
             except aiohttp.ClientError as exc:
+                self._failed(server, f"the connection failed: {exc!r}")
                 raise EngineUnavailable(f"the engine connection failed: {exc!r}") from exc
+            if response.status >= 500:
+                self._failed(server, f"it answered {response.status} {self.eject_after} "
+                                     "times in a row")
+            else:
+                server.failures = 0
             try:
                 yield response
             finally:

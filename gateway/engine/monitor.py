@@ -13,6 +13,11 @@ from gateway.metrics import Recorder
 log = logging.getLogger(__name__)
 
 
+def server_label(url: str) -> str:
+    """The metrics label of an engine server: its host and port (no scheme, no path)."""
+    return url.split("://", 1)[-1].split("/", 1)[0]
+
+
 class EngineMonitor:
     """Polls the engine's health in the background; ``ready`` is the last answer."""
 
@@ -24,11 +29,26 @@ class EngineMonitor:
         self.reason = "the engine has not answered yet"
         self.became_ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._ejections = {server.url: 0 for server in engine.servers}
 
     async def check(self) -> bool:
         healthy = await self.engine.healthy()
         self._set(healthy, "" if healthy else "the engine does not answer its health check")
+        for server in self.engine.servers:
+            new = server.ejections_total - self._ejections[server.url]
+            self._ejections[server.url] = server.ejections_total
+            self.recorder.engine_server(server_label(server.url), server.admitted, new)
+        if self.engine.readmitted.is_set():
+            # A server is back: with runtime loads it has lost its adapters; the store
+            # loads them into every server again (the others answer "already loaded").
+            self.engine.readmitted.clear()
+            if self.ready:
+                self.became_ready.set()
         return healthy
+
+    def servers(self) -> list[dict[str, object]]:
+        """Each engine server's standing, for /ready."""
+        return [server.as_dict() for server in self.engine.servers]
 
     def engine_down(self, reason: str) -> None:
         """The engine is known to be down (restarting): not ready until it answers again,

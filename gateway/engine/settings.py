@@ -36,6 +36,11 @@ class EngineSettings(Section):
     # allow for: read_timeout_s has to cover limits.max_tokens at this speed.
     min_tokens_per_s: float = Field(20.0, gt=0)
     health_interval_s: float = Field(5.0, gt=0)
+    # Several servers in urls: one that fails its health check or refuses a connection is
+    # ejected at once, one that answers this many 5xx in a row too; it comes back once it
+    # answers its health check after a backoff doubling from 1 s up to this.
+    eject_after_errors: int = Field(3, ge=1)
+    eject_max_backoff_s: float = Field(30.0, gt=0)
     max_connections: int = Field(256, ge=1)
     restart: RestartSettings = RestartSettings()
 

@@ -8,6 +8,7 @@ import secrets
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from gateway.adapters.settings import AdapterSettings
 from gateway.engine.keeper import EngineKeeper
 from gateway.engine.model_prep import is_prepared, prepare_model
 from gateway.engine.monitor import EngineMonitor
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 async def start_embedded_engine(
-    engine: EngineSettings, stack: AsyncExitStack
+    engine: EngineSettings, stack: AsyncExitStack, adapters: AdapterSettings | None = None,
 ) -> tuple[VllmSupervisor, str]:
     """Starts the local vLLM server (stopped when ``stack`` closes); it and its API key.
 
@@ -32,7 +33,7 @@ async def start_embedded_engine(
     """
     model = await _model_folder(engine)
     key = new_engine_key()
-    supervisor = VllmSupervisor(spec_from(engine, model, key))
+    supervisor = VllmSupervisor(spec_from(engine, model, key, resolver_env(adapters)))
     await supervisor.start()
     stack.push_async_callback(supervisor.stop)
     return supervisor, key
@@ -54,8 +55,20 @@ def new_engine_key() -> str:
     return secrets.token_urlsafe(32)
 
 
-def spec_from(engine: EngineSettings, model: Path, api_key: str | None = None) -> VllmServerSpec:
+def resolver_env(adapters: AdapterSettings | None) -> dict[str, str]:
+    """What an embedded engine needs to load adapters from the resolver store."""
+    if adapters is None or adapters.publish != "resolver":
+        return {}
+    folder = adapters.resolver.dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"VLLM_PLUGINS": "lora_filesystem_resolver",
+            "VLLM_LORA_RESOLVER_CACHE_DIR": str(folder)}
+
+
+def spec_from(engine: EngineSettings, model: Path, api_key: str | None = None,
+              extra_env: dict[str, str] | None = None) -> VllmServerSpec:
     return VllmServerSpec(
+        extra_env=extra_env or {},
         api_key=api_key,
         model=str(model),
         served_model_name=engine.model,

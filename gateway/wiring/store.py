@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway._sections import PROJECT_ROOT
 from gateway.adapters.base_model import BaseModelSpec
+from gateway.adapters.publish import Publisher, ResolverPublisher, RuntimePublisher
 from gateway.adapters.service import AdapterService
 from gateway.adapters.settings import AdapterSettings
 from gateway.adapters.validation import AdapterPolicy
@@ -55,6 +56,30 @@ def base_model_config(settings: Settings) -> Path:
     return path
 
 
+def resolver_base_model(settings: Settings) -> str | None:
+    """The engines' --model argument, for ``publish: resolver``; a ValueError when unknown."""
+    if settings.adapters.publish != "resolver":
+        return None
+    configured = settings.adapters.resolver.base_model
+    if configured:
+        return configured
+    if settings.engine.mode == "embedded":
+        return str(settings.engine.model_folder())
+    raise ValueError(
+        "adapters.publish is 'resolver' but adapters.resolver.base_model is not set: give "
+        "the engines' --model argument exactly as they were started with (vLLM's resolver "
+        "loads only adapters whose adapter_config.json names it)")
+
+
+def publisher(settings: Settings, engine: EngineClient) -> Publisher:
+    """How adapter versions reach the engines (``adapters.publish``)."""
+    base_model = resolver_base_model(settings)
+    if base_model is None:
+        return RuntimePublisher(engine)
+    return ResolverPublisher(engine, settings.adapters.resolver.dir, base_model,
+                             probe=settings.adapters.resolver.probe)
+
+
 async def keep_store_loaded(
     service: AdapterService,
     monitor: EngineMonitor,
@@ -91,7 +116,8 @@ async def _serve_store(
     service.store_loaded.set()
     log.info("adapter store loaded: %d adapters, %d folders refused",
              len(result.valid), len(result.invalid))
-    tasks = [asyncio.create_task(_reload_after_restarts(service, monitor))]
+    tasks = [asyncio.create_task(_reload_after_restarts(service, monitor)),
+             asyncio.create_task(service.keep_claims())]
     if watch:
         tasks.append(asyncio.create_task(watcher.run(service.on_event)))
     try:

@@ -52,3 +52,15 @@ async def test_every_request_gets_an_access_log_line(client: httpx.AsyncClient,
     assert len(lines) == 1
     assert lines[0].startswith("POST /v1/chat/completions 200 ")
     assert lines[0].endswith("adapter=base")
+
+
+async def test_readiness_lists_each_engine_server(client: httpx.AsyncClient,
+                                                  fake_engine: FakeEngine) -> None:
+    [server] = (await client.get("/ready")).json()["engine_servers"]
+    assert server["state"] == "admitted" and server["failures"] == 0
+    fake_engine.healthy = False
+    [server] = (await client.get("/ready")).json()["engine_servers"]
+    assert server["state"] == "ejected"
+    assert server["reason"] == "it does not answer its health check"
+    fake_engine.healthy = True  # the only server: admitted as soon as it answers
+    assert (await client.get("/ready")).json()["engine_servers"][0]["state"] == "admitted"

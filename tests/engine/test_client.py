@@ -69,3 +69,74 @@ async def test_the_engine_key_is_sent_with_every_request() -> None:
         assert load.status == 200
         await keyless.aclose()
         await keyed.aclose()
+
+
+# -- per-server health ---------------------------------------------------------------------
+
+
+async def test_a_server_failing_its_health_check_is_ejected_then_readmitted() -> None:
+    sick, well = FakeEngine(), FakeEngine()
+    async with serving(sick.app) as sick_url, serving(well.app) as well_url:
+        client = EngineClient([sick_url, well_url], backoff_s=0.0)
+        sick.healthy = False
+        assert await client.healthy()
+        assert [s.admitted for s in client.servers] == [False, True]
+        assert client.servers[0].as_dict()["reason"] == "it does not answer its health check"
+        for _ in range(4):
+            await client.post("/v1/chat/completions", BODY)
+        assert (len(sick.requests), len(well.requests)) == (0, 4)
+        (load,) = await client.broadcast("/v1/load_lora_adapter", {"lora_name": "a",
+                                                                   "lora_path": "/x"})
+        assert load.status == 200 and not sick.lora_calls  # it gets the adapters once back
+        sick.healthy = True
+        assert await client.healthy()
+        assert all(s.admitted for s in client.servers) and client.readmitted.is_set()
+        for _ in range(4):
+            await client.post("/v1/chat/completions", BODY)
+        assert (len(sick.requests), len(well.requests)) == (2, 6)
+        await client.aclose()
+
+
+async def test_an_ejected_server_waits_out_its_backoff_even_when_healthy() -> None:
+    well, flapping = FakeEngine(), FakeEngine()
+    async with serving(well.app) as well_url, serving(flapping.app) as flapping_url:
+        client = EngineClient([well_url, flapping_url], backoff_s=3600, max_backoff_s=7200)
+        flapping.healthy = False
+        assert await client.healthy()
+        flapping.healthy = True
+        assert await client.healthy()  # it answers now, but its backoff has not passed
+        assert [s.admitted for s in client.servers] == [True, False]
+        assert client.servers[1].as_dict()["readmit_in_s"] > 3000
+        await client.aclose()
+
+
+async def test_errors_in_a_row_eject_a_server_and_a_refusal_ejects_at_once() -> None:
+    failing, well = FakeEngine(), FakeEngine()
+    for _ in range(3):
+        failing.enqueue("boom", status=500)
+    async with serving(failing.app) as failing_url, serving(well.app) as well_url:
+        dead = f"http://127.0.0.1:{free_port()}"
+        client = EngineClient([failing_url, well_url, dead], eject_after=3, backoff_s=3600)
+        errors = 0
+        for _ in range(12):
+            try:
+                await client.post("/v1/chat/completions", BODY)
+            except UpstreamError:
+                errors += 1
+        assert errors == 3  # the third 500 in a row ejected it
+        assert [s.admitted for s in client.servers] == [False, True, False]
+        assert client.servers[2].reason == "it refused the connection"
+        assert len(failing.requests) == 3 and len(well.requests) == 9
+        await client.aclose()
+
+
+async def test_with_every_server_ejected_requests_still_try_them() -> None:
+    fake = FakeEngine()
+    async with serving(fake.app) as url:
+        client = EngineClient([url], backoff_s=3600)
+        fake.healthy = False
+        assert not await client.healthy()
+        assert (await client.post("/v1/chat/completions", BODY))["choices"]
+        with pytest.raises(EngineUnavailable, match="no engine server is admitted"):
+            await client.broadcast("/v1/load_lora_adapter", {"lora_name": "a", "lora_path": "/x"})
+        await client.aclose()

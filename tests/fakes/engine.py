@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -48,6 +49,8 @@ class FakeEngine:
     base_model: str = "base-model"
     default_content: str = "Hello! How can I help you today?"
     chunk_delay: float = 0.0
+    # How long each answer from the default content takes.
+    default_delay: float = 0.0
     answers: deque[FakeAnswer] = field(default_factory=deque)
     # Fixed answers per engine model id (an adapter version), when the queue is empty.
     contents: dict[str, str] = field(default_factory=dict)
@@ -64,6 +67,11 @@ class FakeEngine:
     # Non-streaming requests whose client (the gateway) went away while they were delayed.
     requests_cancelled: int = 0
     request_cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # vLLM's filesystem LoRA resolver: an unknown model NAME is loaded from
+    # resolver_dir/NAME when its adapter_config.json names resolver_base (the engine's
+    # --model argument) as base_model_name_or_path and is a LoRA; else 404, as vLLM does.
+    resolver_dir: Path | None = None
+    resolver_base: str | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def enqueue(self, content: str, **kwargs: Any) -> None:
@@ -113,10 +121,10 @@ class FakeEngine:
         body = await request.json()
         self.requests.append(body)
         model = body.get("model")
-        if model != self.base_model and model not in self.loras:
+        if model != self.base_model and model not in self.loras and not self._resolve(model):
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
         answer = self.answers.popleft() if self.answers else FakeAnswer(
-            self.contents.get(model, self.default_content))
+            self.contents.get(model, self.default_content), delay=self.default_delay)
         if answer.status != 200:
             return _error(answer.status, answer.content, "BadRequestError", None,
                           answer.headers)
@@ -200,6 +208,22 @@ class FakeEngine:
             yield _sse({"id": cid, "object": kind, "model": body["model"], "choices": [],
                         "usage": usage})
         yield b"data: [DONE]\n\n"
+
+    def _resolve(self, model: object) -> bool:
+        if self.resolver_dir is None or not isinstance(model, str) or "/" in model:
+            return False
+        folder = self.resolver_dir / model
+        try:
+            config = json.loads((folder / "adapter_config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if (config.get("base_model_name_or_path") != self.resolver_base
+                or config.get("peft_type") != "LORA"
+                or not (folder / "adapter_model.safetensors").is_file()):
+            return False
+        self.loras[model] = str(folder)
+        self.lora_calls.append(("resolved", {"lora_name": model, "lora_path": str(folder)}))
+        return True
 
     async def _load(self, request: Request) -> Response:
         if (refused := self._refused(request)) is not None:

@@ -28,9 +28,14 @@ def main() -> None:
     parser.add_argument("--served-model-name", dest="served")
     parser.add_argument("--content", default='{"category": "billing", "priority": "high", '
                                              '"escalate": true}')
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds each answer takes (requests overlap, as under load)")
     args, _ = parser.parse_known_args()
+    resolver = os.environ.get("VLLM_LORA_RESOLVER_CACHE_DIR")
     fake = FakeEngine(base_model=args.served or args.model, default_content=args.content,
-                      api_key=os.environ.get("VLLM_API_KEY") or None)
+                      api_key=os.environ.get("VLLM_API_KEY") or None,
+                      resolver_dir=Path(resolver) if resolver else None,
+                      resolver_base=args.model, default_delay=args.delay)
     uvicorn.run(fake.app, host=args.host, port=args.port, log_level="warning",
                 access_log=False)
 
