@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.adapters.errors import AdapterNotFound, AdapterRejected, RejectReason
+from gateway.adapters.publish import RuntimePublisher
 from gateway.adapters.registry import AdapterRegistry
 from gateway.adapters.scan import scan
 from gateway.adapters.service import AdapterService
@@ -281,12 +282,13 @@ async def test_reload_engine_goes_on_past_adapters_that_cannot_come_back(
     assert list(fake_engine.loras) == [f"beta--{beta.short_digest}"]
     assert "alpha@1 could not be loaded into the restarted engine" in caplog.text
     async with serving(REFUSING_ENGINE) as url:
-        engine, service.engine = service.engine, EngineClient([url])
+        refusing = EngineClient([url])
+        publisher, service.publisher = service.publisher, RuntimePublisher(refusing)
         try:
             await service.reload_engine()
         finally:
-            await service.engine.aclose()
-            service.engine = engine
+            await refusing.aclose()
+            service.publisher = publisher
     assert "beta@1 could not be loaded into the restarted engine" in caplog.text
 
 
