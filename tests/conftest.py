@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -55,6 +56,14 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
         return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
 
     return build
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """The adapter root make_settings configures, created."""
+    root = tmp_path / "adapters"
+    root.mkdir()
+    return root
 
 
 @pytest.fixture

@@ -21,13 +21,6 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    root = tmp_path / "adapters"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def base() -> BaseModelSpec:
     return BaseModelSpec.smollm2_135m()
 

@@ -28,13 +28,6 @@ ENGINE_MODEL_ARG = "/models/SmolLM2-135M-Instruct"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    root = tmp_path / "adapters"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def resolver(tmp_path: Path, fake_engine: FakeEngine) -> Path:
     folder = tmp_path / "resolver"
     fake_engine.resolver_dir, fake_engine.resolver_base = folder, ENGINE_MODEL_ARG
