@@ -64,6 +64,9 @@ def _until_decided(gateway: RealGateway, admin: httpx.Client, limit: int = 120
     raise AssertionError(f"no decision after {limit} requests: {state['stats']}")
 
 
+# Paced by the gate's decisions; on a slow CPU each ticket request (with its retries) takes
+# 10-20 s, so the two rollouts need more than the default 10 minutes.
+@pytest.mark.timeout(1800)
 def test_a_trained_version_is_promoted_and_a_spoiled_one_rolled_back(
     real_gateway: RealGateway,
 ) -> None:
