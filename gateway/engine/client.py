@@ -229,7 +229,12 @@ class EngineClient:
         for server in self._rotation():
             url = server.url + path
             try:
-                response = await self._http.post(url, json=body, headers=headers)
+                try:
+                    response = await self._http.post(url, json=body, headers=headers)
+                except aiohttp.ServerDisconnectedError:
+                    # A pooled keep-alive connection the server had just closed: no answer
+                    # was started, so the request goes once more on a fresh connection.
+                    response = await self._http.post(url, json=body, headers=headers)
             except aiohttp.ClientConnectorError as exc:
                 log.warning("engine at %s refused the connection: %r", url, exc)
                 self._failed(server, "it refused the connection", at_once=True)
