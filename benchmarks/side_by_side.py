@@ -1,6 +1,7 @@
 """The gateway against the engine, side by side in one run: ``make bench``.
 
     .venv/bin/python -m benchmarks.side_by_side [--runs 3] [--sections fake,engine,...]
+    .venv/bin/python -m benchmarks.side_by_side --merge          # one more invocation's runs
     .venv/bin/python -m benchmarks.side_by_side --check docs/benchmarks.json
 
 Sections, each measured ``--runs`` times (a figure is the median of the runs, with
@@ -17,11 +18,12 @@ their range as its spread):
 ``swap``        latency and errors of traffic across adapter version changes.
 
 Results go to ``docs/benchmarks.md`` (with the machine, the command and the date),
-``docs/benchmarks.json`` and a chart, ``docs/benchmarks.png``. ``--check FILE`` runs the
-same measurements and says, figure by figure, whether each side-by-side figure (ratios,
-shares, counts) falls within the spread that FILE states, and how far the absolute
-timings, which follow the machine's speed on the day, drifted. Load stays on loopback;
-every phase is bounded in requests.
+``docs/benchmarks.json`` and a chart, ``docs/benchmarks.png``, one entry per CPU model:
+a run replaces its own CPU's figures (or adds to them with ``--merge``) and keeps the
+others'. ``--check FILE`` runs the same measurements and says, figure by figure, whether
+each side-by-side figure (ratios, shares, counts) falls within the spread that FILE
+states for this CPU, and how far the absolute timings, which follow the machine's speed
+on the day, drifted. Load stays on loopback; every phase is bounded in requests.
 """
 
 from __future__ import annotations
@@ -451,17 +453,24 @@ def _gateways(engine: dict[str, Any], adapters: dict[str, Any]) -> Iterator[tupl
 
 
 # ---------------------------------------------------------------- report
+#
+# docs/benchmarks.json holds one entry per CPU model. The side-by-side figures of a CPU
+# engine depend on the CPU itself (how much vLLM's LoRA kernels cost, for one, follows its
+# vector instructions), so each machine keeps its own figures, ``make bench`` replaces only
+# its own machine's entry, and ``--check`` compares with the entry for the CPU it runs on.
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
     memory = psutil.virtual_memory().total / 2**30
-    return (f"{cpu}, {psutil.cpu_count()} cores, {memory:.0f} GiB memory; "
+    return (f"{cpu_model()}, {psutil.cpu_count()} cores, {memory:.0f} GiB memory; "
             f"Python {platform.python_version()}, {_vllm_version()}")
 
 
@@ -474,53 +483,125 @@ def _vllm_version() -> str:
     return "no vLLM"
 
 
-def write_report(results: Results, args: argparse.Namespace, seconds: float,
-                 date: str | None = None, measured_on: str | None = None) -> None:
-    figures = list(results.figures.values())
-    data = {"date": date or time.strftime("%Y-%m-%d"), "machine": measured_on or machine(),
-            "command": "make bench (python -m benchmarks.side_by_side --runs "
-                       f"{args.runs})", "runs": len(figures[0].runs) if figures else 0,
-            "invocations": getattr(args, "invocations", 1), "seconds": round(seconds),
+def new_entry(results: Results, runs: int, seconds: float) -> dict[str, Any]:
+    """This invocation's figures, as one machine's entry of the result file."""
+    return {"cpu": cpu_model(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+            "command": f"make bench (python -m benchmarks.side_by_side --runs {runs})",
+            "invocations": 1, "seconds": round(seconds),
             "figures": {f.key: {"label": f.label, "unit": f.unit, "runs": f.runs,
                                 "median": f.median, "spread": list(f.spread),
-                                "target": f.target} for f in figures}}
-    (DOCS / "benchmarks.json").write_text(json.dumps(data, indent=2) + "\n")
-    _chart(figures, DOCS / "benchmarks.png")
+                                "target": f.target} for f in results.figures.values()}}
+
+
+def merged(earlier: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry``'s runs added to ``earlier``'s, as one more invocation on the same machine."""
+    figures = {}
+    for key, item in entry["figures"].items():
+        runs = earlier["figures"].get(key, {}).get("runs", []) + item["runs"]
+        figure = Figure(key, item["label"], item["unit"], runs, item["target"])
+        figures[key] = {**item, "runs": runs, "median": figure.median,
+                        "spread": list(figure.spread)}
+    invocations = earlier.get("invocations", 1)
+    return {**entry, "figures": figures, "invocations": invocations + 1,
+            "seconds": round((earlier["seconds"] * invocations + entry["seconds"])
+                             / (invocations + 1))}
+
+
+def load_entries(path: Path) -> list[dict[str, Any]]:
+    """The machines' entries of a result file; an older file with one machine is one entry."""
+    try:
+        data = json.loads(path.read_text())
+        entries: list[dict[str, Any]] = data.get("machines", [data])
+        for entry in entries:
+            entry.setdefault("cpu", entry["machine"].split(",", 1)[0])
+            if not isinstance(entry["figures"], dict):
+                raise TypeError("figures is not an object")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SystemExit(f"{path}: not a benchmark result file ({exc})") from exc
+    return entries
+
+
+def with_entry(entries: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``entries`` with ``entry`` in place of the one for the same CPU, or added."""
+    others = [e for e in entries if e["cpu"] != entry["cpu"]]
+    at = next((i for i, e in enumerate(entries) if e["cpu"] == entry["cpu"]), len(others))
+    return others[:at] + [entry] + others[at:]
+
+
+def entry_for(entries: list[dict[str, Any]], cpu: str, path: Path) -> dict[str, Any]:
+    for entry in entries:
+        if entry["cpu"] == cpu:
+            return entry
+    known = "; ".join(e["cpu"] for e in entries) or "none"
+    raise SystemExit(f"{path} has no figures measured on this CPU ({cpu}); it has: {known}. "
+                     "The side-by-side figures of a CPU engine depend on the CPU: run "
+                     "`make bench` here to measure and document them.")
+
+
+def _figures(entry: dict[str, Any]) -> list[Figure]:
+    return [Figure(key, item["label"], item["unit"], item["runs"], item.get("target", ""))
+            for key, item in entry["figures"].items()]
+
+
+def _short(cpu: str) -> str:
+    return " ".join(cpu.replace("(R)", "").replace("(TM)", "").split())
+
+
+def write_report(entries: list[dict[str, Any]], docs: Path = DOCS) -> None:
+    """docs/benchmarks.json, .md and .png from every machine's entry, side by side."""
+    (docs / "benchmarks.json").write_text(json.dumps({"machines": entries}, indent=2) + "\n")
+    machines = [(_short(e["cpu"]), {f.key: f for f in _figures(e)}) for e in entries]
+    order = list(dict.fromkeys(key for _, figures in machines for key in figures))
+    _chart(machines, order, docs / "benchmarks.png")
     lines = [
         "# Benchmarks", "",
         "The gateway measured against what it sits in front of, side by side in one run on one "
-        "machine. Every figure is the median of "
-        f"{len(figures[0].runs)} runs{_invocations(args)}; the spread is the range (lowest to "
-        "highest) "
-        "across them.", "",
-        f"- Machine: {data['machine']}",
-        f"- Command: `make bench` (`python -m benchmarks.side_by_side --runs {args.runs}`); "
-        f"took {seconds / 60:.0f} minutes per invocation",
-        f"- Date: {data['date']}",
-        "- Reproduce: `python -m benchmarks.side_by_side --check docs/benchmarks.json` "
-        "says which side-by-side figures (ratios, shares, counts: the ones marked `judged`) "
-        "fall within the spread stated here; it exits non-zero when one does not. Absolute "
-        "timings and rates follow the machine's speed on the day (15 to 30 % between "
-        "invocations on this shared machine), so the check prints their drift without "
+        "machine, for each machine below. Every figure is the median of that machine's runs; "
+        "the spread is their range (lowest to highest). A machine's runs come from one or more "
+        "invocations of the command one after the other: a shared machine's speed drifts "
+        "between invocations, so one invocation's runs understate the spread.", "",
+        "Each CPU model has its own columns, because the side-by-side figures of an engine "
+        "computing on the CPU depend on the CPU itself: vLLM's LoRA kernels, for one, cost "
+        "a different share of the throughput on each.", "",
+    ]
+    for entry in entries:
+        runs = max((len(item["runs"]) for item in entry["figures"].values()), default=0)
+        lines.append(f"- **{_short(entry['cpu'])}**: {entry['machine']}. {runs} runs from "
+                     f"{entry.get('invocations', 1)} invocation(s) of `{entry['command']}`, "
+                     f"{entry['seconds'] / 60:.0f} minutes each; {entry['date']}.")
+    lines += [
+        "",
+        "Reproduce: `python -m benchmarks.side_by_side --check docs/benchmarks.json` measures "
+        "again and says which side-by-side figures (ratios, shares, counts: the ones marked "
+        "`judged`) fall within the spread stated for the CPU it runs on; it exits non-zero "
+        "when one does not, or when this CPU has no figures here (then `make bench` adds "
+        "them). Absolute timings and rates follow the machine's speed on the day (15 to 30 % "
+        "between invocations on a shared machine), so the check prints their drift without "
         "judging them.", "",
         "![Ratios: the gateway against the engine](benchmarks.png)", "",
     ]
+    heads = "".join(f" {name} | spread |" for name, _ in machines)
     for section, title in (("fake", "Gateway vs an instant fake engine"),
                            ("engine", "Gateway vs the real vLLM engine (bundled model)"),
                            ("adapters", "Throughput with adapters in the mix"),
                            ("structured", "Structured outputs"),
                            ("swap", "Hot swap under load")):
-        rows = [f for f in figures if f.key.startswith(section + ".")]
-        if not rows:
+        keys = [k for k in order if k.startswith(section + ".")]
+        if not keys:
             continue
-        lines += [f"## {title}", "", "| figure | median | spread | target | judged |",
-                  "|---|---|---|---|---|"]
-        for f in rows:
-            low, high = f.spread
-            lines.append(f"| {f.label} | {_fmt(f.median)} {f.unit} | {_fmt(low)} to "
-                         f"{_fmt(high)} | {f.target or '-'} | {'yes' if judged(f) else '-'} |")
+        lines += [f"## {title}", "", f"| figure |{heads} target | judged |",
+                  "|---|" + "---|---|" * len(machines) + "---|---|"]
+        for key in keys:
+            first = next(figures[key] for _, figures in machines if key in figures)
+            cells = ""
+            for _, figures in machines:
+                f = figures.get(key)
+                cells += (f" {_fmt(f.median)} {f.unit} | {_fmt(f.spread[0])} to "
+                          f"{_fmt(f.spread[1])} |" if f else " - | - |")
+            lines.append(f"| {first.label} |{cells} {first.target or '-'} | "
+                         f"{'yes' if judged(first) else '-'} |")
         lines += ["", NOTES.get(section, ""), ""]
-    (DOCS / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
+    (docs / "benchmarks.md").write_text("\n".join(lines).rstrip() + "\n")
 
 
 NOTES = {
@@ -551,49 +632,44 @@ NOTES = {
 }
 
 
-def _invocations(args: argparse.Namespace) -> str:
-    count = getattr(args, "invocations", 1)
-    if count <= 1:
-        return ""
-    return (f" from {count} invocations of the command one after the other (this shared "
-            "machine's speed drifts by about 15 % between invocations, so one invocation's "
-            "runs understate the spread)")
-
-
 def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
-def _chart(figures: list[Figure], path: Path) -> None:
+COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52")
+
+
+def _chart(machines: list[tuple[str, dict[str, Figure]]], order: list[str], path: Path) -> None:
+    """The ratios, one bar per machine: medians, with the spread as whiskers."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    ratios = [f for f in figures if f.unit == "x"]
-    if not ratios:
+    keys = [k for k in order
+            if any(k in figures and figures[k].unit == "x" for _, figures in machines)]
+    if not keys:
         return
-    fig, ax = pyplot.subplots(figsize=(9, 0.45 * len(ratios) + 1.2))
-    medians = [f.median for f in ratios]
-    errors = [[f.median - f.spread[0] for f in ratios], [f.spread[1] - f.median for f in ratios]]
-    ax.barh([f.label for f in ratios], medians, xerr=errors, color="#4C72B0", capsize=3)
+    height = 0.8 / len(machines)
+    fig, ax = pyplot.subplots(figsize=(9, 0.5 * len(keys) * len(machines) ** 0.5 + 1.6))
+    for i, (name, figures) in enumerate(machines):
+        rows = [(n, figures[k]) for n, k in enumerate(keys) if k in figures]
+        ax.barh([n + i * height for n, _ in rows], [f.median for _, f in rows], height,
+                xerr=[[f.median - f.spread[0] for _, f in rows],
+                      [f.spread[1] - f.median for _, f in rows]],
+                color=COLOURS[i % len(COLOURS)], capsize=2, label=name)
+    labels = {k: next(f[k].label for _, f in machines if k in f) for k in keys}
+    ax.set_yticks([n + height * (len(machines) - 1) / 2 for n in range(len(keys))],
+                  [labels[k] for k in keys])
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.invert_yaxis()
     ax.set_xlabel("ratio (1.0: the same); bars are medians, whiskers the spread of the runs")
     ax.set_title("adapter-gateway: side-by-side ratios")
+    if len(machines) > 1:
+        ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot.close(fig)
-
-
-def documented_figures(path: Path) -> dict[str, Any]:
-    try:
-        figures = json.loads(path.read_text())["figures"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"--check {path}: not a benchmark result file ({exc})") from exc
-    if not isinstance(figures, dict):
-        raise SystemExit(f"--check {path}: not a benchmark result file")
-    return figures
 
 
 # What ``--check`` judges: figures measured side by side in one run (ratios, shares) and
@@ -675,31 +751,37 @@ def main() -> int:
     parser.add_argument("--sections", type=lambda v: v.split(","), default=list(SECTIONS),
                         help="comma-separated: " + ",".join(SECTIONS))
     parser.add_argument("--check", type=Path, metavar="FILE",
-                        help="compare with a documented run instead of writing the docs")
+                        help="compare with the figures FILE documents for this CPU instead of "
+                             "writing the docs")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this invocation's runs to those documented for this CPU "
+                             "instead of replacing them")
     parser.add_argument("--render", type=Path, metavar="FILE",
                         help="write the docs again from a result file, measuring nothing")
     args = parser.parse_args()
+    result_file = DOCS / "benchmarks.json"
     if args.render is not None:
-        data = json.loads(args.render.read_text())
-        results = Results()
-        for key, item in documented_figures(args.render).items():
-            results.figures[key] = Figure(key, item["label"], item["unit"], item["runs"],
-                                          item["target"])
-        args.invocations = data.get("invocations", 1)
-        args.runs = data["runs"] // args.invocations
-        write_report(results, args, data["seconds"], date=data["date"],
-                     measured_on=data["machine"])
+        write_report(load_entries(args.render))
         return 0
     unknown = set(args.sections) - set(SECTIONS)
     if unknown or args.runs < 2:
         parser.error(f"unknown sections {sorted(unknown)}" if unknown
                      else "--runs: a single run is not a result; give 2 or more")
-    stated = documented_figures(args.check) if args.check is not None else None
+    # Read before measuring, so a missing or wrong file is said at once, not after the run.
+    stated = (entry_for(load_entries(args.check), cpu_model(), args.check)["figures"]
+              if args.check is not None else None)
+    entries = load_entries(result_file) if result_file.exists() else []
+    earlier = next((e for e in entries if e["cpu"] == cpu_model()), None)
+    if args.merge and earlier is None:
+        parser.error(f"--merge: {result_file} has no figures for this CPU ({cpu_model()})")
     started = time.monotonic()
     results = asyncio.run(measure(args))
     if stated is not None:
         return check(results, stated)
-    write_report(results, args, time.monotonic() - started)
+    entry = new_entry(results, args.runs, time.monotonic() - started)
+    if args.merge and earlier is not None:
+        entry = merged(earlier, entry)
+    write_report(with_entry(entries, entry))
     sys.stdout.write((DOCS / "benchmarks.md").read_text())
     return 0
 
