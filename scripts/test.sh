@@ -17,4 +17,4 @@ echo "==> import-linter (the layers of docs/architecture.md)"
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> pytest"
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=15 "$@"

@@ -16,6 +16,7 @@ from benchmarks.side_by_side import (
     entry_for,
     load_entries,
     merged,
+    verdict,
     with_entry,
     write_report,
 )
@@ -38,8 +39,22 @@ def _results(ratio: float, direct: float, failed: float) -> Results:
 def test_absolute_drift_is_printed_not_judged(capsys: pytest.CaptureFixture[str]) -> None:
     assert check(_results(1.01, 5.2, 0), STATED) == 0
     out = capsys.readouterr().out
-    assert "2 of 2 side-by-side figures within" in out
+    assert "2 of 2 side-by-side figures agree" in out
     assert "1.30x documented" in out
+    assert "this machine ran at 0.77x the documented speed" in out
+    assert "far from the documented machine" not in out
+
+
+def test_a_machine_far_from_the_documented_speed_is_said(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    results = _results(1.0, 16.0, 0)
+    results.figures["fake.direct_rps"] = Figure("fake.direct_rps", "direct", "req/s",
+                                                [2000, 2000])
+    stated = {**STATED, "fake.direct_rps": {"median": 8000, "spread": [7000, 9000]}}
+    assert check(results, stated) == 0
+    out = capsys.readouterr().out
+    assert "this machine ran at 0.25x the documented speed" in out
+    assert "far from the documented machine" in out
 
 
 @pytest.mark.parametrize(("ratio", "failed"), [(1.10, 0), (1.0, 1)])
@@ -117,3 +132,31 @@ def test_the_report_puts_machines_side_by_side(tmp_path: Path) -> None:
         in text
     assert (tmp_path / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
     assert len(load_entries(tmp_path / "benchmarks.json")) == 2
+
+
+DOCUMENTED = [1.05, 1.12, 1.17, 1.28, 1.33, 1.52]
+
+
+def _ratio(*runs: float) -> Figure:
+    return Figure("structured.ff_ratio", "deviating / constrained", "x", list(runs))
+
+
+def test_a_median_beyond_the_spread_with_runs_inside_it_agrees() -> None:
+    assert verdict(_ratio(1.2, 1.3, 1.1), DOCUMENTED) == (True, "")
+    agrees, why = verdict(_ratio(1.03, 1.39, 1.04), DOCUMENTED)
+    assert agrees
+    assert "1 of 3 runs inside" in why
+
+
+def test_every_run_beyond_one_end_disagrees_with_the_chance_of_it() -> None:
+    agrees, why = verdict(_ratio(1.6, 1.9, 1.7), DOCUMENTED)
+    assert not agrees
+    assert "all 3 runs above the documented 6 (by chance 1 in 84" in why
+    assert not verdict(_ratio(0.9, 1.0, 1.01), DOCUMENTED)[0]
+
+
+def test_one_failed_request_in_any_run_disagrees() -> None:
+    failed = Figure("swap.failed", "failed requests", "requests", [0, 1, 0])
+    assert failed.median == 0
+    assert verdict(failed, [0, 0, 0, 0, 0, 0]) == (False, "1 of 3 runs outside")
+    assert verdict(Figure("swap.failed", "f", "requests", [0, 0, 0]), [0] * 6) == (True, "")
