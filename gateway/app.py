@@ -84,6 +84,7 @@ async def _wire(
         AdapterRegistry(), adapter_policy(settings), engine, recorder,
         staging_root=settings.adapters.staging_dir,
         drain_timeout_s=settings.adapters.drain_timeout_s,
+        load_wait_s=settings.adapters.load_wait_s,
         schema_names=structured.schemas.names,
         rollout_policy=settings.adapters.rollout,
         rollouts_file=settings.adapters.rollouts_file,

@@ -207,6 +207,14 @@ class AdapterRegistry:
         version.acquire()
         return Lease(version, pinned=bool(pinned))
 
+    def loading(self, name: str) -> AdapterVersion | None:
+        """A version of ``name`` being loaded (not cancelled), if any."""
+        entry = self._adapters.get(name)
+        if entry is None:
+            return None
+        return next((v for v in entry.versions
+                     if v.state is VersionState.LOADING and not v.cancelled), None)
+
     def public(self, name: str) -> AdapterVersion | None:
         entry = self._adapters.get(name)
         return entry.public if entry else None

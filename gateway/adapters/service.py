@@ -7,16 +7,22 @@ watcher) goes through :meth:`AdapterService.load` and :meth:`AdapterService.unlo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
 from gateway.adapters.claims import ClaimBoard
-from gateway.adapters.errors import ENGINE_LOAD_FAILURE_REASONS, AdapterRejected, RejectReason
+from gateway.adapters.errors import (
+    ENGINE_LOAD_FAILURE_REASONS,
+    AdapterRejected,
+    AdapterUnavailable,
+    RejectReason,
+)
 from gateway.adapters.manifest import ServingDefaults
 from gateway.adapters.publish import Publisher, RuntimePublisher
 from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
@@ -63,6 +69,7 @@ class AdapterService:
         *,
         staging_root: Path,
         drain_timeout_s: float,
+        load_wait_s: float = 0.0,
         schema_names: Callable[[], Collection[str]] | None = None,
         rollout_policy: RolloutPolicy | None = None,
         rollouts_file: Path | None = None,
@@ -75,6 +82,7 @@ class AdapterService:
         self.recorder = recorder
         self.staging_root = staging_root
         self.drain_timeout_s = drain_timeout_s
+        self.load_wait_s = load_wait_s
         # The named schemas a manifest's serving.response_schema may refer to.
         self.schema_names = schema_names
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -175,6 +183,29 @@ class AdapterService:
                 return None  # not an adapter name: the resolver reports an unknown model
             raise  # a known adapter: its message lists the versions or the failed load
         return self._target(model, lease, rollout, STABLE)
+
+    async def acquire_loaded(self, model: str, caller: str = "") -> TargetLease | None:
+        """:meth:`acquire`, waiting up to ``load_wait_s`` for an adapter still on its way.
+
+        A worker that has just started may not have scanned the store yet, and an adapter
+        that has just appeared has a version loading and none serving: their requests
+        wait for the scan and the load rather than being told the adapter does not exist
+        or to retry. A load that fails or outlasts the wait answers as :meth:`acquire`.
+        """
+        if self.load_wait_s <= 0:
+            return self.acquire(model, caller)
+        name = model.partition(PIN_SEPARATOR)[0]
+        deadline = time.monotonic() + self.load_wait_s
+        if not self.store_loaded.is_set() and self.registry.get(name) is None:
+            await _until(self.store_loaded.wait(), deadline)
+        try:
+            return self.acquire(model, caller)
+        except AdapterUnavailable:
+            loading = self.registry.loading(name)
+            if loading is None:
+                raise
+            await _until(loading.settled.wait(), deadline)
+            return self.acquire(model, caller)
 
     def shadow(self, model: str, draw: float) -> TargetLease | None:
         """A lease on the candidate for a shadow copy of this request, if one is due.
@@ -560,3 +591,9 @@ class AdapterService:
 
 def _origin(spec: AdapterSpec) -> dict[str, Any]:
     return {"source": str(spec.path), "serving": spec.serving.model_dump(mode="json")}
+
+
+async def _until(waiting: Coroutine[Any, Any, Any], deadline: float) -> None:
+    """Awaits ``waiting`` until ``deadline`` (monotonic), then gives up quietly."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(waiting, max(0.0, deadline - time.monotonic()))

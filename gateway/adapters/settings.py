@@ -32,6 +32,10 @@ class AdapterSettings(Section):
     watch: bool = True
     watch_debounce_ms: int = Field(1000, ge=50)
     drain_timeout_s: float = Field(60.0, gt=0)
+    # A request for an adapter whose only version is still loading (a worker that has just
+    # started, an adapter that has just appeared) waits this long for the load before it
+    # is told to retry (503). 0: answer 503 at once.
+    load_wait_s: float = Field(10.0, ge=0)
     staging_dir: Path = PROJECT_ROOT / "var" / "adapter-staging"
     base_model_config: Path | None = None
     limits: ValidationLimits = ValidationLimits()

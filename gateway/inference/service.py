@@ -63,7 +63,7 @@ class InferenceService:
         started = time.perf_counter()
         async with AsyncExitStack() as held:
             held.enter_context(self.admission.admit(caller))
-            lease = self.targets.acquire(request.model, sticky or caller or request_id)
+            lease = await self.targets.acquire(request.model, sticky or caller or request_id)
             target = await held.enter_async_context(lease)
             observation.adapter = target.label
             # Tells clients which weights answered, across hot swaps (e.g. for a canary).

@@ -12,6 +12,8 @@ from gateway.metrics import BASE, Recorder
 class AdapterLookup(Protocol):
     def acquire(self, model: str, caller: str = "") -> TargetLease | None: ...
 
+    async def acquire_loaded(self, model: str, caller: str = "") -> TargetLease | None: ...
+
     def shadow(self, model: str, draw: float) -> TargetLease | None: ...
 
     def public_names(self) -> list[tuple[str, str]]: ...
@@ -27,15 +29,16 @@ class TargetResolver:
         self.recorder = recorder
         self.adapters = adapters
 
-    def acquire(self, model: str, caller: str = "") -> TargetLease:
+    async def acquire(self, model: str, caller: str = "") -> TargetLease:
         """The lease to enter at once (``async with``); 404 for an unknown model.
 
-        ``caller`` is the request's sticky key: a canary keeps each one on one version.
+        ``caller`` is the request's sticky key: a canary keeps each one on one version. An
+        adapter that is still loading is waited for (``adapters.load_wait_s``).
         """
         if model == self.base_model:
             target = ModelTarget(public_name=model, engine_model=model, adapter=BASE, label=BASE)
             return TargetLease(target, self.recorder.in_flight(BASE))
-        found = self.adapters.acquire(model, caller) if self.adapters else None
+        found = await self.adapters.acquire_loaded(model, caller) if self.adapters else None
         if found is None:
             raise ModelNotFound(
                 f"The model {model!r} does not exist. GET /v1/models lists the base model "

@@ -14,7 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gateway.adapters.errors import AdapterNotFound, AdapterRejected, RejectReason
+from gateway.adapters.errors import (
+    AdapterNotFound,
+    AdapterRejected,
+    AdapterUnavailable,
+    RejectReason,
+)
 from gateway.adapters.publish import RuntimePublisher
 from gateway.adapters.registry import AdapterRegistry
 from gateway.adapters.scan import scan
@@ -34,9 +39,10 @@ pytestmark = pytest.mark.anyio
 
 
 def make_service(policy: AdapterPolicy, url: str, staging: Path,
-                 drain_timeout_s: float = 5.0) -> AdapterService:
+                 drain_timeout_s: float = 5.0, load_wait_s: float = 0.0) -> AdapterService:
     return AdapterService(AdapterRegistry(), policy, EngineClient([url]), gateway_metrics().record,
-                          staging_root=staging, drain_timeout_s=drain_timeout_s)
+                          staging_root=staging, drain_timeout_s=drain_timeout_s,
+                          load_wait_s=load_wait_s)
 
 
 @pytest.fixture
@@ -308,3 +314,74 @@ async def test_files_vanishing_before_staging_fail_the_version_not_the_name(
     reloaded, created = await service.load(validate_folder(again, service.policy), replace=True)
     assert created and reloaded.public_version == "2"
     assert [kind for kind, _ in fake_engine.lora_calls] == ["load"]
+
+
+async def _loading(service: AdapterService, name: str) -> None:
+    while service.registry.loading(name) is None:
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("load_wait_s", [0.0, 0.05])
+async def test_a_request_for_an_adapter_still_loading_is_told_to_retry_after_the_wait(
+    policy: AdapterPolicy, engine_url: str, staging: Path, fake_engine: FakeEngine,
+    make_spec: SpecFactory, load_wait_s: float,
+) -> None:
+    service = make_service(policy, engine_url, staging, load_wait_s=load_wait_s)
+    fake_engine.load_gate = asyncio.Event()  # never opened here: the load outlasts the wait
+    loading = asyncio.create_task(service.load(make_spec("alpha")))
+    try:
+        await _loading(service, "alpha")
+        with pytest.raises(AdapterUnavailable, match="still loading"):
+            await service.acquire_loaded("alpha")
+    finally:
+        fake_engine.load_gate.set()
+        await loading
+        await service.aclose()
+        await service.engine.aclose()
+
+
+async def test_a_request_waits_for_the_load_of_an_adapter_that_has_just_appeared(
+    policy: AdapterPolicy, engine_url: str, staging: Path, fake_engine: FakeEngine,
+    make_spec: SpecFactory,
+) -> None:
+    service = make_service(policy, engine_url, staging, load_wait_s=60.0)  # a guard only
+    fake_engine.load_gate = asyncio.Event()
+    loading = asyncio.create_task(service.load(make_spec("alpha")))
+    try:
+        await _loading(service, "alpha")
+        waiting = asyncio.create_task(service.acquire_loaded("alpha"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # held while the engine is loading the adapter
+        fake_engine.load_gate.set()
+        lease = await waiting
+        assert lease is not None
+        public = service.registry.public("alpha")
+        assert public is not None and public.state is VersionState.READY
+        async with lease as target:
+            assert target.engine_model == public.engine_id
+    finally:
+        fake_engine.load_gate.set()
+        await loading
+        await service.aclose()
+        await service.engine.aclose()
+
+
+
+async def test_a_request_on_a_worker_still_scanning_its_store_waits_for_the_scan(
+    policy: AdapterPolicy, engine_url: str, staging: Path, make_spec: SpecFactory,
+) -> None:
+    service = make_service(policy, engine_url, staging, load_wait_s=60.0)  # a guard only
+    try:
+        waiting = asyncio.create_task(service.acquire_loaded("alpha"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the store has not been scanned: alpha may be in it
+        await service.load(make_spec("alpha"))
+        service.store_loaded.set()
+        lease = await waiting
+        assert lease is not None
+        async with lease as target:
+            assert target.adapter == "alpha"
+        assert await service.acquire_loaded("not-an-adapter") is None  # scanned: at once
+    finally:
+        await service.aclose()
+        await service.engine.aclose()

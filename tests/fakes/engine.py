@@ -58,6 +58,8 @@ class FakeEngine:
     loras: dict[str, str] = field(default_factory=dict)
     lora_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     healthy: bool = True
+    # When set, adapter loads wait for it (a load held in progress until a test lets go).
+    load_gate: asyncio.Event | None = None
     max_model_len: int = 2048
     # When set, /v1 routes answer 401 without "Authorization: Bearer <api_key>", as vLLM's
     # --api-key does.
@@ -230,6 +232,8 @@ class FakeEngine:
             return refused
         body = await request.json()
         self.lora_calls.append(("load", body))
+        if self.load_gate is not None:
+            await self.load_gate.wait()
         name = body.get("lora_name")
         if name in self.loras:
             return _error(400, f"The lora adapter '{name}' has already been loaded.",
