@@ -379,9 +379,12 @@ def _markdown(s: Summary, args: argparse.Namespace) -> str:
         f"| latency p50 / p95 / p99 | {ms(s.p50_ms)} / {ms(s.p95_ms)} / {ms(s.p99_ms)} |",
         f"| time to first token p95 | {ms(s.ttft_p95_ms)} |",
         f"| inter-token latency p50 | {ms(s.itl_p50_ms)} |",
-        f"| structured requests (valid / recovered / exhausted) | {s.structured_requests:.0f} "
-        f"({s.verdicts.get('valid', 0)} / {s.verdicts.get('recovered', 0)} / "
-        f"{s.verdicts.get('exhausted', 0)}) |",
+        # Two sources: the gateway counts every structured request (any user whose adapter
+        # has a schema); the verdicts are those the ticket-routing users read.
+        f"| structured requests, all users (gateway) | {s.structured_requests:.0f} |",
+        f"| ticket-routing verdicts (valid / recovered / exhausted) | "
+        f"{s.verdicts.get('valid', 0)} / {s.verdicts.get('recovered', 0)} / "
+        f"{s.verdicts.get('exhausted', 0)} |",
         f"| deviation rate (per check) | {ratio(s.deviation_rate)} |",
         f"| exhausted ratio | {ratio(s.exhausted_ratio)} |",
         f"| first attempts stopped early | {s.stopped_early:.0f} |",
