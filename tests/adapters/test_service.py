@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -316,9 +317,23 @@ async def test_files_vanishing_before_staging_fail_the_version_not_the_name(
     assert [kind for kind, _ in fake_engine.lora_calls] == ["load"]
 
 
-async def _loading(service: AdapterService, name: str) -> None:
-    while service.registry.loading(name) is None:
-        await asyncio.sleep(0.01)
+@contextlib.asynccontextmanager
+async def _held_load(policy: AdapterPolicy, engine_url: str, staging: Path,
+                     fake_engine: FakeEngine, make_spec: SpecFactory,
+                     load_wait_s: float) -> AsyncIterator[AdapterService]:
+    """A service whose load of ``alpha`` the engine holds until ``fake_engine.load_gate``."""
+    service = make_service(policy, engine_url, staging, load_wait_s=load_wait_s)
+    fake_engine.load_gate = asyncio.Event()
+    loading = asyncio.create_task(service.load(make_spec("alpha")))
+    try:
+        while service.registry.loading("alpha") is None:
+            await asyncio.sleep(0.01)
+        yield service
+    finally:
+        fake_engine.load_gate.set()
+        await loading
+        await service.aclose()
+        await service.engine.aclose()
 
 
 @pytest.mark.parametrize("load_wait_s", [0.0, 0.05])
@@ -326,32 +341,23 @@ async def test_a_request_for_an_adapter_still_loading_is_told_to_retry_after_the
     policy: AdapterPolicy, engine_url: str, staging: Path, fake_engine: FakeEngine,
     make_spec: SpecFactory, load_wait_s: float,
 ) -> None:
-    service = make_service(policy, engine_url, staging, load_wait_s=load_wait_s)
-    fake_engine.load_gate = asyncio.Event()  # never opened here: the load outlasts the wait
-    loading = asyncio.create_task(service.load(make_spec("alpha")))
-    try:
-        await _loading(service, "alpha")
+    # The load is never let go here: it outlasts the wait.
+    async with _held_load(policy, engine_url, staging, fake_engine, make_spec,
+                          load_wait_s) as service:
         with pytest.raises(AdapterUnavailable, match="still loading"):
             await service.acquire_loaded("alpha")
-    finally:
-        fake_engine.load_gate.set()
-        await loading
-        await service.aclose()
-        await service.engine.aclose()
 
 
 async def test_a_request_waits_for_the_load_of_an_adapter_that_has_just_appeared(
     policy: AdapterPolicy, engine_url: str, staging: Path, fake_engine: FakeEngine,
     make_spec: SpecFactory,
 ) -> None:
-    service = make_service(policy, engine_url, staging, load_wait_s=60.0)  # a guard only
-    fake_engine.load_gate = asyncio.Event()
-    loading = asyncio.create_task(service.load(make_spec("alpha")))
-    try:
-        await _loading(service, "alpha")
+    async with _held_load(policy, engine_url, staging, fake_engine, make_spec,
+                          60.0) as service:  # 60 s: a guard only
         waiting = asyncio.create_task(service.acquire_loaded("alpha"))
         await asyncio.sleep(0.05)
         assert not waiting.done()  # held while the engine is loading the adapter
+        assert fake_engine.load_gate is not None
         fake_engine.load_gate.set()
         lease = await waiting
         assert lease is not None
@@ -359,12 +365,6 @@ async def test_a_request_waits_for_the_load_of_an_adapter_that_has_just_appeared
         assert public is not None and public.state is VersionState.READY
         async with lease as target:
             assert target.engine_model == public.engine_id
-    finally:
-        fake_engine.load_gate.set()
-        await loading
-        await service.aclose()
-        await service.engine.aclose()
-
 
 
 async def test_a_request_on_a_worker_still_scanning_its_store_waits_for_the_scan(
