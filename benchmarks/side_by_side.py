@@ -456,9 +456,10 @@ def _gateways(engine: dict[str, Any], adapters: dict[str, Any]) -> Iterator[tupl
 # ---------------------------------------------------------------- report
 #
 # docs/benchmarks.json holds one entry per CPU model. The side-by-side figures of a CPU
-# engine depend on the CPU itself (how much vLLM's LoRA kernels cost, for one, follows its
-# vector instructions), so each machine keeps its own figures, ``make bench`` replaces only
-# its own machine's entry, and ``--check`` compares with the entry for the CPU it runs on.
+# engine follow the machine (they weigh the gateway's or the LoRA kernels' CPU time against
+# the engine's on the same cores), so each machine keeps its own figures, ``make bench``
+# replaces only its own machine's entry, and ``--check`` compares with the entry for the
+# CPU it runs on.
 
 
 def cpu_model() -> str:
@@ -484,9 +485,9 @@ def _vllm_version() -> str:
     return "no vLLM"
 
 
-def new_entry(results: Results, runs: int, seconds: float) -> dict[str, Any]:
+def new_entry(results: Results, cpu: str, runs: int, seconds: float) -> dict[str, Any]:
     """This invocation's figures, as one machine's entry of the result file."""
-    return {"cpu": cpu_model(), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    return {"cpu": cpu, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
             "command": f"make bench (python -m benchmarks.side_by_side --runs {runs})",
             "invocations": 1, "seconds": round(seconds),
             "figures": {f.key: {"label": f.label, "unit": f.unit, "runs": f.runs,
@@ -830,17 +831,18 @@ def main() -> int:
         parser.error(f"unknown sections {sorted(unknown)}" if unknown
                      else "--runs: a single run is not a result; give 2 or more")
     # Read before measuring, so a missing or wrong file is said at once, not after the run.
-    stated = (entry_for(load_entries(args.check), cpu_model(), args.check)["figures"]
+    cpu = cpu_model()
+    stated = (entry_for(load_entries(args.check), cpu, args.check)["figures"]
               if args.check is not None else None)
     entries = load_entries(result_file) if result_file.exists() else []
-    earlier = next((e for e in entries if e["cpu"] == cpu_model()), None)
+    earlier = next((e for e in entries if e["cpu"] == cpu), None)
     if args.merge and earlier is None:
-        parser.error(f"--merge: {result_file} has no figures for this CPU ({cpu_model()})")
+        parser.error(f"--merge: {result_file} has no figures for this CPU ({cpu})")
     started = time.monotonic()
     results = asyncio.run(measure(args))
     if stated is not None:
         return check(results, stated)
-    entry = new_entry(results, args.runs, time.monotonic() - started)
+    entry = new_entry(results, cpu, args.runs, time.monotonic() - started)
     if args.merge and earlier is not None:
         entry = merged(earlier, entry)
     write_report(with_entry(entries, entry))
