@@ -11,6 +11,10 @@ from gateway._sections import LOOPBACK, PROJECT_ROOT, Section
 from gateway.engine.keeper import RestartSettings
 from gateway.engine.model_prep import default_model_dir
 
+# The bundled model's chat template with tools (Hermes format), and its parser.
+BUNDLED_CHAT_TEMPLATE = PROJECT_ROOT / "config" / "chat-templates" / "smollm2-tools.jinja"
+BUNDLED_TOOL_PARSER = "hermes"
+
 
 class EngineSettings(Section):
     mode: Literal["embedded", "remote"] = "embedded"
@@ -27,6 +31,11 @@ class EngineSettings(Section):
     max_cpu_loras: int | None = None
     max_model_len: int = Field(2048, ge=128)
     kv_cache_gib: int = Field(2, ge=1)
+    # Tool calling (embedded mode): the chat template that renders tools, calls and results,
+    # and vLLM's parser for the call format it teaches. Empty chat_template: the model's own.
+    # Empty tool_call_parser: requests with tools get the engine's 400.
+    chat_template: Path | None = BUNDLED_CHAT_TEMPLATE
+    tool_call_parser: str | None = BUNDLED_TOOL_PARSER
     extra_args: list[str] = []
     log_file: Path = PROJECT_ROOT / "var" / "vllm.log"
     startup_timeout_s: float = Field(600.0, gt=0)
@@ -48,6 +57,15 @@ class EngineSettings(Section):
     def _remote_needs_urls(self) -> EngineSettings:
         if self.mode == "remote" and not self.urls:
             raise ValueError("engine.mode is 'remote' but engine.urls is empty; list the vLLM URLs")
+        return self
+
+    @model_validator(mode="after")
+    def _template_exists(self) -> EngineSettings:
+        if self.mode == "embedded" and self.chat_template is not None and (
+            not self.chat_template.is_file()
+        ):
+            raise ValueError(f"engine.chat_template {self.chat_template} does not exist; give "
+                             "the path of a Jinja chat template, or null for the model's own")
         return self
 
     def model_folder(self) -> Path:

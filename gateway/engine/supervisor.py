@@ -65,6 +65,9 @@ class VllmServerSpec:
     max_model_len: int = 2048
     # vLLM reads VLLM_CPU_KVCACHE_SPACE with int(): whole GiB only.
     kv_cache_gib: int = 2
+    # Tool calling: a chat template file and vLLM's tool-call parser (both optional).
+    chat_template: Path | None = None
+    tool_call_parser: str | None = None
     extra_args: tuple[str, ...] = ()
     extra_env: Mapping[str, str] = field(default_factory=dict)
     # The key the engine requires on its /v1 routes; only the gateway knows it.
@@ -90,6 +93,10 @@ class VllmServerSpec:
         ]  # fmt: skip
         if self.max_cpu_loras is not None:
             args += ["--max-cpu-loras", str(self.max_cpu_loras)]
+        if self.chat_template is not None:
+            args += ["--chat-template", str(self.chat_template)]
+        if self.tool_call_parser is not None:
+            args += ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
         return [*args, *self.extra_args]
 
     def environment(self) -> dict[str, str]:

@@ -68,12 +68,15 @@ class ExampleCapture:
 
 
 def chat_example(
-    messages: Sequence[Mapping[str, Any]], answer: str, report: Mapping[str, Any]
+    messages: Sequence[Mapping[str, Any]], answer: Mapping[str, Any], report: Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "messages": [*(dict(m) for m in messages), {"role": "assistant", "content": answer}],
-        **_meta(report),
-    }
+    """OpenAI's chat fine-tuning format: the messages, the answer as the last assistant
+    message (with its ``tool_calls`` when it made calls), and the ``tools`` offered."""
+    example: dict[str, Any] = {"messages": [*(dict(m) for m in messages), dict(answer)]}
+    if tools:
+        example["tools"] = [dict(tool) for tool in tools]
+    return {**example, **_meta(report)}
 
 
 def completion_example(prompt: str, answer: str, report: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,9 @@ from gateway.inference.settings import StructuredSettings
 from gateway.metrics import Recorder
 from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
+from gateway.structured.contract import Contract, SchemaContract, ToolContract
 from gateway.structured.decoding_fields import check_decoding_fields, has_decoding_fields
-from gateway.structured.deviations import Verdict, check_document, classify
+from gateway.structured.deviations import Verdict
 from gateway.structured.early import PrefixCheck
 from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
@@ -39,6 +40,7 @@ from gateway.structured.retry import (
     next_strategy,
 )
 from gateway.structured.schemas import SchemaRegistry
+from gateway.structured.tools import has_tools, parse_tools
 from gateway.structured.validation import ValidatorCache
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Plan:
-    schema: RequestedSchema
+    contract: Contract
     policy: RetryPolicy
 
 
@@ -76,10 +78,20 @@ class StructuredRunner:
         self.fail_fast = fail_fast
 
     def plan(self, call: Call) -> Plan | None:
-        """The schema and retry policy for ``call``, or None when it wants free text."""
+        """What ``call`` asks of its answer and the retry policy, or None for free text.
+
+        A chat request that offers tools is checked call by call (the adapter's default
+        schema does not apply to it); with ``n`` above 1 it is passed on unchecked.
+        """
         request = call.request
         check_decoding_fields(call.body, self.cache)
         schema = resolve_response_format(request.response_format, self.schemas, self.cache)
+        tools = (parse_tools(call.body, self.schemas, self.cache) if call.endpoint == CHAT
+                 else None)
+        if tools is not None:
+            if request.n != 1:
+                return None
+            return Plan(ToolContract(tools, schema), effective_policy(self.retry, request.retry))
         defaults = call.target.defaults
         if schema is None and defaults.response_schema and (
             defaults.validate_by_default and self.validate_adapter_defaults
@@ -94,7 +106,7 @@ class StructuredRunner:
         if call.endpoint != CHAT and not isinstance(call.body.get("prompt"), str):
             raise InvalidRequest("Structured text completions need a single string prompt.",
                                  param="prompt")
-        return Plan(schema, effective_policy(self.retry, request.retry))
+        return Plan(SchemaContract(schema), effective_policy(self.retry, request.retry))
 
     async def answer(self, call: Call, upstream: Upstream) -> Reply | None:
         """Runs attempts until one is valid or the policy (or budget) says stop.
@@ -102,15 +114,16 @@ class StructuredRunner:
         None when the call asks for free text: the caller forwards it as it is.
         """
         # Compiling a client's schema and checking answers is CPU work: never on the event loop.
-        plan = (await asyncio.to_thread(self.plan, call) if has_decoding_fields(call.body)
-                else self.plan(call))
+        plan = (await asyncio.to_thread(self.plan, call)
+                if has_decoding_fields(call.body) or has_tools(call.body) else self.plan(call))
         if plan is None:
             return None
+        contract = plan.contract
         chat = call.endpoint == CHAT
-        labels = (call.target.label, self.recorder.schema_label(plan.schema.label))
+        labels = (call.target.label, self.recorder.schema_label(contract.label))
         self.recorder.structured_started(*labels)
-        outcome = Outcome(plan.schema.name)
-        first = attempts.first_body(call.body)
+        outcome = Outcome(contract.name)
+        first = contract.first_body(call.body)
         body = first
         budget = self.budget(labels[0])
         budget.record_request()
@@ -129,21 +142,21 @@ class StructuredRunner:
                     raise
                 # The engine could not compile the grammar: the other strategies may still
                 # get a valid answer, and the client asked for one, not for a grammar.
-                log.warning("the engine refused the grammar for schema %s (%s); trying the "
-                            "next strategy", plan.schema.name, exc.message[:200])
+                log.warning("the engine refused the grammar for %s (%s); trying the "
+                            "next strategy", contract.name, exc.message[:200])
                 can_constrain = False
             else:
                 answer = attempts.Answer.of(response, chat)
                 outcome.add_answer(answer)
                 verdict = early if early is not None else await asyncio.to_thread(
-                    classify, answer.content, answer.finish_reason, plan.schema.schema,
-                    answer.refusal)
+                    contract.check, answer, strategy)
                 self._count_check(labels, verdict)
                 if outcome.attempts == 1:
                     call.observation.first_deviated = not verdict.valid
                 if early is not None:
                     self.recorder.structured_stopped_early(*labels)
-                outcome.add_verdict(verdict, answer.content, stopped_early=early is not None)
+                outcome.add_verdict(verdict, contract.kept_content(answer, verdict),
+                                    stopped_early=early is not None)
                 if verdict.valid:
                     break
             strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
@@ -153,8 +166,7 @@ class StructuredRunner:
                 strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
             if strategy is None:
                 break
-            body = attempts.retry_body(strategy, first, answer, verdict,
-                                       plan.schema.schema.schema, chat)
+            body = contract.retry_body(strategy, first, answer, verdict, chat)
         await self._capture(first, outcome, labels, chat)
         return self._finish(call, outcome, labels, chat)
 
@@ -167,10 +179,9 @@ class StructuredRunner:
         plan = await asyncio.to_thread(self.plan, call)
         if plan is None:
             return None
-        answer = attempts.Answer.of(await forward(call, attempts.first_body(call.body)),
+        answer = attempts.Answer.of(await forward(call, plan.contract.first_body(call.body)),
                                     call.endpoint == CHAT)
-        verdict = await asyncio.to_thread(classify, answer.content, answer.finish_reason,
-                                          plan.schema.schema, answer.refusal)
+        verdict = await asyncio.to_thread(plan.contract.check, answer, None)
         return not verdict.valid
 
     def _prefix_check(
@@ -181,24 +192,28 @@ class StructuredRunner:
         An attempt is stopped only when another engine attempt can be made; with
         ``extract`` in the policy, prose is read on until an object inside it is complete.
         """
-        policy = plan.policy
+        policy, schema = plan.policy, plan.contract.prefix_schema
         if not self.fail_fast or policy.max_attempts < 2 or any(k in first for k in UNSUPPORTED):
             return None
-        if not any(s.calls_engine for s in policy.strategies) or budget.remaining() < 1:
+        if schema is None or not any(s.calls_engine for s in policy.strategies) or (
+            budget.remaining() < 1
+        ):
             return None
-        return PrefixCheck(plan.schema.schema, read_prose=Strategy.EXTRACT in policy.strategies)
+        return PrefixCheck(schema, read_prose=Strategy.EXTRACT in policy.strategies)
 
     async def _capture(
         self, first: dict[str, Any], outcome: Outcome, labels: tuple[str, str], chat: bool
     ) -> None:
         """Keeps a valid answer as a fine-tuning example, when capturing is on."""
-        if self.capture is None or not outcome.valid or outcome.content is None:
+        message = outcome.message()
+        if self.capture is None or message is None or outcome.content is None and not chat:
             return
         if not self.capture.wants(bool(outcome.deviations)):
             return
         report = outcome.report()
-        example = (chat_example(first["messages"], outcome.content, report) if chat
-                   else completion_example(str(first["prompt"]), outcome.content, report))
+        example = (chat_example(first["messages"], message, report,
+                                first.get("tools")) if chat
+                   else completion_example(str(first["prompt"]), str(outcome.content), report))
         await asyncio.to_thread(self.capture.record, *labels, example)
 
     def budget(self, adapter_label: str) -> RetryBudget:
@@ -226,8 +241,8 @@ class StructuredRunner:
         if strategy.calls_engine and not budget.try_spend():
             outcome.budget_exhausted = True
             self.recorder.structured_budget_denied(*labels)
-            log.warning("retry budget of %s spent: no retry for schema %s", labels[0],
-                        plan.schema.name)
+            log.warning("retry budget of %s spent: no retry for %s", labels[0],
+                        plan.contract.name)
             return None
         outcome.strategies.append(strategy)
         self.recorder.structured_retry(*labels, strategy.value)
@@ -235,11 +250,11 @@ class StructuredRunner:
 
     @staticmethod
     def _extract(outcome: Outcome, verdict: Verdict, plan: Plan) -> bool:
-        """Lenient extraction: the JSON inside the prose, if it matches the schema."""
-        recovered = check_document(verdict.extracted, plan.schema.schema)
-        if recovered.valid:
-            outcome.add_verdict(recovered, attempts.extracted_content(verdict))
-        return recovered.valid
+        """Lenient extraction: the JSON (or the calls) inside the prose, when valid."""
+        recovered = plan.contract.extract(verdict)
+        if recovered is not None:
+            outcome.add_verdict(*recovered)
+        return recovered is not None
 
     def _count_check(self, labels: tuple[str, str], verdict: Verdict) -> None:
         kind = None if verdict.valid or verdict.kind is None else verdict.kind.value
@@ -289,9 +304,11 @@ async def as_stream(
     choice = response["choices"][0]
     finish = choice.get("finish_reason")
     if chat:
-        content = (choice.get("message") or {}).get("content")
-        first = {"index": 0, "delta": {"role": "assistant", "content": content},
-                 "finish_reason": None}
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = message["tool_calls"]
+        first = {"index": 0, "delta": delta, "finish_reason": None}
         last = {"index": 0, "delta": {}, "finish_reason": finish}
     else:
         first = {"index": 0, "text": choice.get("text"), "finish_reason": None}

@@ -30,6 +30,8 @@ class Answer:
     finish_reason: str | None
     refusal: str | None
     response: dict[str, Any]
+    # The engine's ``tool_calls`` (chat answers of requests that offered tools).
+    tool_calls: Any = None
 
     @classmethod
     def of(cls, response: dict[str, Any], chat: bool) -> Answer:
@@ -38,7 +40,7 @@ class Answer:
         if chat:
             message = choice.get("message") or {}
             return cls(message.get("content"), choice.get("finish_reason"),
-                       message.get("refusal"), response)
+                       message.get("refusal"), response, message.get("tool_calls"))
         return cls(choice.get("text"), choice.get("finish_reason"), None, response)
 
 
@@ -66,7 +68,7 @@ def retry_body(
             body["prompt"] = reask_prompt(str(first["prompt"]), last.content, verdict, schema)
     elif strategy is Strategy.CONSTRAINED:
         body.update(constrained_fields(schema))
-        limit = constrained_max_tokens(schema, _token_limit(first))
+        limit = constrained_max_tokens(schema, token_limit(first))
         if limit is not None:
             body.pop("max_completion_tokens", None)
             body["max_tokens"] = limit
@@ -78,6 +80,6 @@ def extracted_content(verdict: Verdict) -> str:
     return json.dumps(verdict.extracted, ensure_ascii=False)
 
 
-def _token_limit(body: Mapping[str, Any]) -> int | None:
+def token_limit(body: Mapping[str, Any]) -> int | None:
     value = body.get("max_completion_tokens") or body.get("max_tokens")
     return int(value) if isinstance(value, int) else None

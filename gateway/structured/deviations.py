@@ -14,6 +14,20 @@ The taxonomy is fixed (it labels metrics):
 ``schema_violation`` a complete JSON document that fails the schema; ``keyword`` names the
                      JSON-Schema keyword that failed (``required``, ``type``, ``enum``, …).
 
+Tool calls (``gateway.structured.tool_calls`` classifies them):
+
+``tool_call_in_content``            the call was written into ``content`` (``tool_calls``
+                                    empty): the engine's parser did not take it.
+``tool_call_missing``               no call where ``tool_choice`` required one.
+``tool_call_unexpected``            a call under ``tool_choice: "none"``, or several under
+                                    ``parallel_tool_calls: false``.
+``tool_unknown``                    a call to a function that was not offered (or not the
+                                    one ``tool_choice`` named).
+``tool_arguments_invalid_json``     arguments (or a call in the content) that are not JSON.
+``tool_arguments_truncated``        arguments cut off at the token limit.
+``tool_arguments_schema_violation`` arguments that fail the function's ``parameters``;
+                                    ``keyword`` names the failing keyword.
+
 Precedence, first match wins:
 
 1. ``refusal`` when the ``refusal`` field is set (the engine's own signal);
@@ -58,6 +72,13 @@ class DeviationKind(StrEnum):
     INVALID_JSON = "invalid_json"
     NOT_JSON = "not_json"
     SCHEMA_VIOLATION = "schema_violation"
+    TOOL_CALL_IN_CONTENT = "tool_call_in_content"
+    TOOL_CALL_MISSING = "tool_call_missing"
+    TOOL_CALL_UNEXPECTED = "tool_call_unexpected"
+    TOOL_UNKNOWN = "tool_unknown"
+    TOOL_ARGUMENTS_INVALID_JSON = "tool_arguments_invalid_json"
+    TOOL_ARGUMENTS_TRUNCATED = "tool_arguments_truncated"
+    TOOL_ARGUMENTS_SCHEMA_VIOLATION = "tool_arguments_schema_violation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +88,9 @@ class Verdict:
     ``messages`` are human readable, located by JSON path where the validator
     gave one; ``parsed`` is the document when the whole answer parsed;
     ``extracted`` is the JSON object found inside the answer (``extra_text``,
-    or a ``truncated`` answer whose object was complete before the cut).
+    or a ``truncated`` answer whose object was complete before the cut), or, for tool
+    calls, the valid calls found in the content. ``calls`` are the checked tool calls of
+    a valid answer that made calls.
     """
 
     valid: bool
@@ -76,6 +99,7 @@ class Verdict:
     messages: tuple[str, ...] = ()
     parsed: Any = None
     extracted: Any | None = None
+    calls: tuple[Any, ...] | None = None
 
 
 def classify(

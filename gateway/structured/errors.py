@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from gateway.errors import InvalidRequest, SchemaRejected
 
-__all__ = ["InvalidResponseFormat", "InvalidRetryOverride", "SchemaRejected", "UnknownSchema"]
+__all__ = [
+    "InvalidResponseFormat", "InvalidRetryOverride", "InvalidToolSpec", "SchemaRejected",
+    "UnknownSchema",
+]
 
 
 class UnknownSchema(InvalidRequest):
@@ -30,3 +33,9 @@ class InvalidRetryOverride(InvalidRequest):
     """A per-request ``retry`` field that is malformed or above the ceiling."""
 
     default_code = "invalid_retry"
+
+
+class InvalidToolSpec(InvalidRequest):
+    """A ``tools``, ``tool_choice`` or ``parallel_tool_calls`` value the gateway refuses."""
+
+    default_code = "invalid_tools"

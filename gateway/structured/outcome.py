@@ -14,6 +14,7 @@ from gateway.errors import UnprocessableAnswer
 from gateway.structured.attempts import Answer
 from gateway.structured.deviations import Verdict
 from gateway.structured.retry import Strategy
+from gateway.structured.tool_calls import ToolCall
 
 EXTENSION = "structured"
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -47,6 +48,8 @@ class Outcome:
     usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_USAGE_KEYS, 0))
     valid: bool = False
     content: str | None = None
+    # The valid answer's tool calls (a request that offered tools, answered with calls).
+    calls: tuple[ToolCall, ...] | None = None
     last: Answer | None = None
     budget_exhausted: bool = False
 
@@ -61,7 +64,7 @@ class Outcome:
         self, verdict: Verdict, content: str | None, *, stopped_early: bool = False
     ) -> None:
         if verdict.valid:
-            self.valid, self.content = True, content
+            self.valid, self.content, self.calls = True, content, verdict.calls
             return
         kind = verdict.kind.value if verdict.kind else "unknown"
         self.deviations.append(Deviation(self.attempts, kind, verdict.keyword, verdict.messages,
@@ -94,11 +97,26 @@ class Outcome:
         if self.valid:
             choice = dict(response["choices"][0])
             if chat:
-                choice["message"] = {**(choice.get("message") or {}), "content": self.content}
+                choice["message"] = {**(choice.get("message") or {}), **(self.message() or {})}
+                if self.calls:
+                    choice["finish_reason"] = "tool_calls"
             else:
                 choice["text"] = self.content
             response["choices"] = [choice]
         return response
+
+    def message(self) -> dict[str, Any] | None:
+        """The valid chat answer as an assistant message, or None before one is valid."""
+        if not self.valid:
+            return None
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.calls:
+            prefix = self.last.response.get("id", "call") if self.last else "call"
+            message["tool_calls"] = [call.as_openai(i, f"call_{prefix}_{i}")
+                                     for i, call in enumerate(self.calls)]
+        elif self.last is not None and self.last.tool_calls is not None:
+            message["tool_calls"] = []
+        return message
 
     def _advice(self) -> str:
         if self.budget_exhausted:
@@ -109,6 +127,9 @@ class Outcome:
             return "Add the 'constrained' retry strategy, or raise retry.max_attempts."
         return "Raise retry.max_attempts, or fine-tune an adapter for this format."
 
+    def _about_tools(self) -> bool:
+        return any(d.kind.startswith("tool_") for d in self.deviations)
+
     def exhausted_error(self) -> UnprocessableAnswer:
         last = self.last.content if self.last else None
         kinds = ", ".join(d.kind for d in self.deviations) or "none"
@@ -116,7 +137,7 @@ class Outcome:
         return UnprocessableAnswer(
             f"No answer matched the schema {self.schema!r} after {self.attempts} attempts "
             f"(deviations: {kinds}; retries: {tried}). {self._advice()}",
-            param="response_format",
+            param="tools" if self.calls is not None or self._about_tools() else "response_format",
             extra={"last_answer": (last or "")[:4000], EXTENSION: self.report(),
                    "usage": dict(self.usage)},
             headers=self.headers(),

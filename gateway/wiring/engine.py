@@ -80,6 +80,8 @@ def spec_from(engine: EngineSettings, model: Path, api_key: str | None = None,
         max_cpu_loras=engine.max_cpu_loras,
         max_model_len=engine.max_model_len,
         kv_cache_gib=engine.kv_cache_gib,
+        chat_template=engine.chat_template,
+        tool_call_parser=engine.tool_call_parser,
         extra_args=tuple(engine.extra_args),
         log_file=engine.log_file,
     )

@@ -40,6 +40,8 @@ class FakeAnswer:
     # When set, a stream holds after this many pieces until its client leaves, as a long
     # generation would (the fake's ``stream_cancelled`` tells a test it left).
     hold_after: int | None = None
+    # Calls as vLLM's tool parser returns them: (function name, arguments as a string).
+    tool_calls: list[tuple[str, str]] | None = None
 
 
 @dataclass
@@ -200,6 +202,10 @@ class FakeEngine:
             yield _sse(event)
             if answer.hold_after is not None and index + 1 >= answer.hold_after:
                 await asyncio.Event().wait()  # until the client leaves (cancelled)
+        for index, call in enumerate((answer.tool_calls or []) if chat else []):
+            for delta in _call_deltas(index, call):
+                yield _sse({"id": cid, "object": kind, "model": body["model"],
+                            "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         if answer.stream_end == "cut":
             return
         if answer.stream_end == "error":
@@ -253,9 +259,24 @@ class FakeEngine:
 
 def _choice(index: int, answer: FakeAnswer, chat: bool) -> dict[str, Any]:
     if chat:
-        message = {"role": "assistant", "content": answer.content}
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content or None}
+        if answer.tool_calls is not None:
+            message["tool_calls"] = [
+                {"id": f"chatcmpl-tool-{i}", "type": "function",
+                 "function": {"name": name, "arguments": arguments}}
+                for i, (name, arguments) in enumerate(answer.tool_calls)]
         return {"index": index, "message": message, "finish_reason": answer.finish_reason}
     return {"index": index, "text": answer.content, "finish_reason": answer.finish_reason}
+
+
+def _call_deltas(index: int, call: tuple[str, str]) -> list[dict[str, Any]]:
+    """One call as vLLM streams it: the name first, then the arguments in two pieces."""
+    name, arguments = call
+    half = len(arguments) // 2
+    return [{"tool_calls": [{"index": index, "id": f"chatcmpl-tool-{index}", "type": "function",
+                             "function": {"name": name, "arguments": ""}}]},
+            *({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+              for piece in (arguments[:half], arguments[half:]) if piece)]
 
 
 def _usage(answer: FakeAnswer, n: int) -> dict[str, int]:

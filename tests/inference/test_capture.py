@@ -14,6 +14,7 @@ from tests.fakes.engine import FakeEngine
 
 TICKET = '{"category": "billing", "priority": "high", "escalate": true}'
 REPORT: dict[str, Any] = {"attempts": 2, "deviations": [{"kind": "not_json"}]}
+ANSWER = {"role": "assistant", "content": TICKET}
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -22,7 +23,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 def test_examples_go_to_one_file_per_adapter_and_schema(tmp_path: Path) -> None:
     capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path))
-    example = chat_example([{"role": "user", "content": "charged twice"}], TICKET, REPORT)
+    example = chat_example([{"role": "user", "content": "charged twice"}], ANSWER, REPORT)
     capture.record("ticket-router", "ticket", example)
     capture.record("ticket-router", "ticket", example)
     written = _lines(tmp_path / "ticket-router" / "ticket.jsonl")
@@ -35,7 +36,7 @@ def test_full_files_rotate_and_the_oldest_go(tmp_path: Path) -> None:
     settings = CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024, max_files=2)
     capture = ExampleCapture(settings)
     for index in range(9):  # two examples fill a file
-        example = chat_example([{"role": "user", "content": f"{index} " + "x" * 200}], TICKET,
+        example = chat_example([{"role": "user", "content": f"{index} " + "x" * 200}], ANSWER,
                                REPORT)
         capture.record("base", "ticket", example)
     folder = tmp_path / "base"
@@ -51,7 +52,7 @@ def test_full_files_rotate_and_the_oldest_go(tmp_path: Path) -> None:
 def test_a_full_file_takes_no_more_without_rotation(tmp_path: Path) -> None:
     capture = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024,
                                              max_files=0))
-    example = chat_example([{"role": "user", "content": "x" * 200}], TICKET, REPORT)
+    example = chat_example([{"role": "user", "content": "x" * 200}], ANSWER, REPORT)
     for _ in range(10):
         capture.record("base", "ticket", example)
     path = tmp_path / "base" / "ticket.jsonl"

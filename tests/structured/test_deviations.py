@@ -228,7 +228,9 @@ def test_check_document(ticket: CompiledSchema) -> None:
 def test_taxonomy_is_fixed() -> None:
     assert [kind.value for kind in DeviationKind] == [
         "empty", "refusal", "truncated", "extra_text", "invalid_json", "not_json",
-        "schema_violation",
+        "schema_violation", "tool_call_in_content", "tool_call_missing", "tool_call_unexpected",
+        "tool_unknown", "tool_arguments_invalid_json", "tool_arguments_truncated",
+        "tool_arguments_schema_violation",
     ]
 
 
