@@ -34,6 +34,10 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 # Written last: its presence is what makes a folder a complete, reusable model.
 MARKER = ".prepared.json"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The bundled model's chat template with tools (Hermes format, docs/tools.md), and the vLLM
+# tool-call parser that reads its calls.
+BUNDLED_CHAT_TEMPLATE = PROJECT_ROOT / "config" / "chat-templates" / "smollm2-tools.jinja"
+BUNDLED_TOOL_PARSER = "hermes"
 # The hub's offline switches are read when huggingface_hub is imported, so they only take
 # effect in a fresh interpreter; the conversion therefore always runs in a child process.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}

@@ -9,11 +9,7 @@ from pydantic import Field, model_validator
 
 from gateway._sections import LOOPBACK, PROJECT_ROOT, Section
 from gateway.engine.keeper import RestartSettings
-from gateway.engine.model_prep import default_model_dir
-
-# The bundled model's chat template with tools (Hermes format), and its parser.
-BUNDLED_CHAT_TEMPLATE = PROJECT_ROOT / "config" / "chat-templates" / "smollm2-tools.jinja"
-BUNDLED_TOOL_PARSER = "hermes"
+from gateway.engine.model_prep import BUNDLED_CHAT_TEMPLATE, BUNDLED_TOOL_PARSER, default_model_dir
 
 
 class EngineSettings(Section):

@@ -21,6 +21,10 @@ class Item:
     messages: tuple[Mapping[str, Any], ...]
     expected: Mapping[str, Any] | None = None
     tags: tuple[str, ...] = field(default=())
+    # More functions offered beside a tool variant's own, and the one a correct answer calls
+    # (``expected`` then holds its arguments).
+    tools: tuple[Mapping[str, Any], ...] = field(default=())
+    expected_call: str | None = None
 
 
 def load_dataset(path: Path) -> list[Item]:
@@ -51,15 +55,19 @@ def _item(line: str, number: int, path: Path) -> Item:
         raise DatasetError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from exc
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: each line must be a JSON object")
-    unknown = set(record) - {"id", "messages", "input", "expected", "tags"}
+    unknown = set(record) - {"id", "messages", "input", "expected", "tags", "tools",
+                             "expected_call"}
     if unknown:
         raise DatasetError(f"{where}: unknown fields {sorted(unknown)}; an item has "
-                           "'messages' or 'input', and optionally 'expected', 'id', 'tags'")
+                           "'messages' or 'input', and optionally 'expected', 'id', 'tags', "
+                           "'tools', 'expected_call'")
     return Item(
         id=str(record.get("id", f"line-{number}")),
         messages=_messages(record, where),
         expected=_expected(record.get("expected"), where),
         tags=_tags(record.get("tags"), where),
+        tools=_tools(record.get("tools"), where),
+        expected_call=_expected_call(record.get("expected_call"), where),
     )
 
 
@@ -86,6 +94,24 @@ def _expected(value: Any, where: str) -> Mapping[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     raise DatasetError(f"{where}: 'expected' must be the correct JSON answer (an object)")
+
+
+def _tools(value: Any, where: str) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("function"), dict) for t in value
+    ):
+        raise DatasetError(f"{where}: 'tools' must be a list of function tools "
+                           '({"type": "function", "function": {"name": ..., "parameters": ...}})')
+    return tuple(value)
+
+
+def _expected_call(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise DatasetError(f"{where}: 'expected_call' must be the name of the function a correct "
+                       "answer calls ('expected' holds its arguments)")
 
 
 def _tags(value: Any, where: str) -> tuple[str, ...]:

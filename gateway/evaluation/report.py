@@ -85,7 +85,8 @@ class Report:
 def _mode(variant: Variant) -> str:
     if variant.constrained:
         return "constrained decoding"
-    return "gateway retries" if variant.retries else "prompt only"
+    mode = "gateway retries" if variant.retries else "prompt only"
+    return mode if variant.tool is None else f"{mode}, tool call"
 
 
 def summarize(plan: EvalPlan, results: Sequence[Result], variant: Variant) -> Summary:

@@ -50,6 +50,8 @@ class Result:
     tags: list[str] = field(default_factory=list)
     has_expected: bool = False
     error: str | None = None
+    # The function the answer called (tool-call variants).
+    call: str | None = None
 
 
 def result_key(variant: str, item: str, repetition: int) -> str:
@@ -128,13 +130,23 @@ def request_body(plan: EvalPlan, variant: Variant, item: Item, repetition: int
     if variant.constrained:
         body["structured_outputs"] = {"json": schema}
         return body
+    if not variant.retries:
+        body["retry"] = {"max_attempts": 1}
+    if variant.tool is not None:
+        return {**body, **_tool_fields(variant, schema, item)}
     spec: dict[str, Any] = {"name": variant.schema_name}
     if not isinstance(variant.schema_, str):
         spec["schema"] = schema
     body["response_format"] = {"type": "json_schema", "json_schema": spec}
-    if not variant.retries:
-        body["retry"] = {"max_attempts": 1}
     return body
+
+
+def _tool_fields(variant: Variant, schema: dict[str, Any], item: Item) -> dict[str, Any]:
+    """The schema offered as one function (the item's own tools beside it), and the choice."""
+    tool = {"type": "function", "function": {"name": variant.tool, "parameters": schema}}
+    choice: Any = ({"type": "function", "function": {"name": variant.tool}}
+                   if variant.tool_choice == "named" else variant.tool_choice)
+    return {"tools": [tool, *item.tools], "tool_choice": choice}
 
 
 async def ask(client: httpx.AsyncClient, plan: EvalPlan, variant: Variant, item: Item,
@@ -160,8 +172,15 @@ async def ask(client: httpx.AsyncClient, plan: EvalPlan, variant: Variant, item:
         error = payload.get("error")
         result.error = (error.get("message") if isinstance(error, dict) else None
                         ) or response.text[:500]
-    _score(result, item.expected)
+    _score(result, item.expected, _expected_call(variant, item))
     return result
+
+
+def _expected_call(variant: Variant, item: Item) -> str | None:
+    """The function a correct answer calls: the item's, else the variant's tool."""
+    if item.expected_call is not None:
+        return item.expected_call
+    return variant.tool
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -174,7 +193,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _answered(result: Result, payload: Mapping[str, Any], schema: CompiledSchema) -> None:
     choice = (payload.get("choices") or [{}])[0]
-    result.answer = (choice.get("message") or {}).get("content")
+    message = choice.get("message") or {}
+    result.answer = message.get("content")
+    calls = message.get("tool_calls") or []
+    if calls and isinstance(calls[0], dict):
+        # A call's arguments are the answer that is scored; its function is kept beside it.
+        function = calls[0].get("function") or {}
+        result.call, result.answer = function.get("name"), function.get("arguments")
     _usage(result, payload.get("usage"))
     verdict = payload.get("structured")
     if isinstance(verdict, dict):
@@ -211,14 +236,17 @@ def _usage(result: Result, usage: Any) -> None:
         result.completion_tokens = int(usage.get("completion_tokens") or 0)
 
 
-def _score(result: Result, expected: Mapping[str, Any] | None) -> None:
-    """Exact match and per-field match against ``expected``: an answer that is not valid
-    matches nothing (its failure is a format failure)."""
+def _score(result: Result, expected: Mapping[str, Any] | None, call: str | None = None) -> None:
+    """Exact match and per-field match against ``expected`` (the arguments of a call to
+    ``call``, when one is expected): an answer that is not valid matches nothing (its
+    failure is a format failure), nor does a call to another function."""
     if expected is None or result.error is not None:
         return
     try:
         answer = json.loads(result.answer or "") if result.valid else None
     except ValueError:
+        answer = None
+    if call is not None and result.call != call:
         answer = None
     if not isinstance(answer, dict):
         result.exact, result.fields = False, dict.fromkeys(expected, False)

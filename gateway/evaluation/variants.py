@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -31,12 +31,20 @@ class Variant(_Strict):
     retries: bool = False
     # constrained: the engine constrains every token to the schema from the first one.
     constrained: bool = False
+    # Ask for the schema as a call to a function of this name (its parameters: the schema),
+    # as Instructor, pydantic-ai and LangChain do, instead of response_format.
+    tool: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # With `tool`: how the call is asked for (named: tool_choice names the function).
+    tool_choice: Literal["named", "required", "auto"] = "named"
     repetitions: int = Field(1, ge=1, le=100)
 
     @model_validator(mode="after")
     def _one_mode(self) -> Variant:
         if self.retries and self.constrained:
             raise ValueError(f"variant {self.name!r}: choose retries or constrained, not both")
+        if self.tool is not None and self.constrained:
+            raise ValueError(f"variant {self.name!r}: a tool variant is checked by the gateway; "
+                             "use retries instead of constrained")
         return self
 
     @property

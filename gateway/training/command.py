@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from gateway._sections import PROJECT_ROOT
-from gateway.engine.model_prep import DEFAULT_MODEL_NAME, default_model_dir, is_prepared
+from gateway.engine.model_prep import (
+    BUNDLED_CHAT_TEMPLATE,
+    DEFAULT_MODEL_NAME,
+    default_model_dir,
+    is_prepared,
+)
 from gateway.structured.validation import CompiledSchema, ValidatorCache
 from gateway.training.data import Example, file_digest, load_examples, split
 from gateway.training.trainer import TrainConfig, TrainingCard, train
@@ -46,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "bundled model, converted once)")
     parser.add_argument("--base-model-name", default=BUNDLED_BASE_NAME,
                         help="the base model's name written into the adapter's files")
+    parser.add_argument("--chat-template", type=Path,
+                        help="the chat template the engine serves with (--chat-template); "
+                             "default: the bundled template with tools for the bundled model, "
+                             "the model's own otherwise")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -91,8 +100,9 @@ def _prepare(
         learning_rate=args.learning_rate, max_length=args.max_length,
         validation_share=args.validation, seed=args.seed, qlora=args.qlora,
         version=args.version, system_prompt=args.system_prompt,
-        response_schema=args.schema)
+        response_schema=args.schema, chat_template=_template(args))
     hyper = {k: v for k, v in vars(config).items() if k not in ("base_model_dir",)}
+    hyper["chat_template"] = None if config.chat_template is None else config.chat_template.name
     hyper["target_modules"] = list(config.target_modules)
     card = TrainingCard(
         data_file=str(args.data), data_sha256=file_digest(args.data), examples=len(examples),
@@ -100,6 +110,15 @@ def _prepare(
         hyperparameters={"base_model": DEFAULT_MODEL_NAME if args.base_model is None
                          else str(base), **hyper})
     return config, card, (train_set, validation)
+
+
+def _template(args: argparse.Namespace) -> Path | None:
+    template: Path | None = args.chat_template
+    if template is None and args.base_model is None:
+        template = BUNDLED_CHAT_TEMPLATE
+    if template is not None and not template.is_file():
+        raise ValueError(f"--chat-template {template} does not exist")
+    return template
 
 
 def _schema(name: str | None) -> CompiledSchema | None:

@@ -8,9 +8,16 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from gateway.errors import InvalidRequest
 from gateway.structured.deviations import classify
-from gateway.structured.validation import CompiledSchema
+from gateway.structured.schemas import SchemaRegistry
+from gateway.structured.tool_calls import check_tool_answer
+from gateway.structured.tools import parse_tools
+from gateway.structured.validation import CompiledSchema, ValidatorCache
+
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class TrainingDataError(ValueError):
@@ -19,11 +26,17 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class Example:
-    """The prompt (every message before the answer) and the answer to learn."""
+    """The prompt (every message before the answer) and the answer to learn.
 
-    prompt: tuple[Mapping[str, str], ...]
+    An answer that calls functions has its ``calls`` (OpenAI ``tool_calls``) and the
+    ``tools`` that were offered; both are rendered through the chat template.
+    """
+
+    prompt: tuple[Mapping[str, Any], ...]
     answer: str
     line: int
+    calls: tuple[Mapping[str, Any], ...] = ()
+    tools: tuple[Mapping[str, Any], ...] = ()
 
 
 def load_examples(path: Path, schema: CompiledSchema | None = None,
@@ -55,22 +68,60 @@ def _example(line: str, number: int, path: Path, schema: CompiledSchema | None,
     if not isinstance(messages, list) or len(messages) < 2:
         raise TrainingDataError(f"{where}: needs 'messages' with a prompt and the answer")
     for index, message in enumerate(messages):
-        if (not isinstance(message, dict) or not isinstance(message.get("content"), str)
-                or message.get("role") not in ("system", "user", "assistant")):
-            raise TrainingDataError(f"{where}: messages[{index}] needs a role (system, user, "
-                                    "assistant) and a string content")
+        _check_message(message, f"{where}: messages[{index}]")
     *prompt, answer = messages
-    if answer["role"] != "assistant" or not answer["content"].strip():
-        raise TrainingDataError(f"{where}: the last message must be the assistant's answer")
-    if schema is not None:
+    calls = answer.get("tool_calls") or []
+    if answer["role"] != "assistant" or not (calls or (answer.get("content") or "").strip()):
+        raise TrainingDataError(f"{where}: the last message must be the assistant's answer "
+                                "(content, or tool_calls)")
+    tools = record.get("tools") or []
+    if calls:
+        _check_calls(record, answer, where)
+    elif schema is not None:
         verdict = classify(answer["content"], "stop", schema)
         if not verdict.valid:
             detail = verdict.messages[0] if verdict.messages else verdict.kind
             raise TrainingDataError(f"{where}: the answer does not match the schema ({detail})")
     if system_prompt and prompt[0]["role"] != "system":
         prompt = [{"role": "system", "content": system_prompt}, *prompt]
-    return Example(tuple({"role": m["role"], "content": m["content"]} for m in prompt),
-                   answer["content"], number)
+    return Example(tuple(_kept(m) for m in prompt), answer.get("content") or "", number,
+                   tuple(calls), tuple(tools))
+
+
+def _check_message(message: Any, where: str) -> None:
+    if not isinstance(message, dict) or message.get("role") not in ROLES:
+        raise TrainingDataError(f"{where} needs a role ({', '.join(ROLES)})")
+    content, calls = message.get("content"), message.get("tool_calls")
+    calling = content is None and bool(calls) and message["role"] == "assistant"
+    if (isinstance(content, str) or calling) and (calls is None or isinstance(calls, list)):
+        return
+    raise TrainingDataError(f"{where} needs a string content (or, for the assistant, "
+                            "content null with a list of tool_calls)")
+
+
+def _check_calls(record: Mapping[str, Any], answer: Mapping[str, Any], where: str) -> None:
+    """The answer's calls, checked against the functions the record offered."""
+    if not record.get("tools"):
+        raise TrainingDataError(f"{where}: the answer makes tool calls but the example has no "
+                                "'tools' (the functions offered)")
+    try:
+        tools = parse_tools({"tools": record["tools"]}, SchemaRegistry({}), ValidatorCache())
+    except InvalidRequest as exc:
+        raise TrainingDataError(f"{where}: {exc.message}") from exc
+    assert tools is not None
+    verdict = check_tool_answer(answer["tool_calls"], answer.get("content"), "stop", tools)
+    if not verdict.valid:
+        detail = verdict.messages[0] if verdict.messages else verdict.kind
+        raise TrainingDataError(f"{where}: the answer's tool calls are not valid ({detail})")
+
+
+def _kept(message: Mapping[str, Any]) -> dict[str, Any]:
+    """What the chat template reads of a message."""
+    kept = {"role": message["role"], "content": message.get("content")}
+    for key in ("tool_calls", "tool_call_id"):
+        if message.get(key) is not None:
+            kept[key] = message[key]
+    return kept
 
 
 def split(examples: Sequence[Example], validation_share: float, seed: int

@@ -48,6 +48,8 @@ class TrainConfig:
     system_prompt: str | None = None
     response_schema: str | None = None
     description: str = ""
+    # The chat template the engine serves with (--chat-template); None: the model's own.
+    chat_template: Path | None = None
 
 
 @dataclass
@@ -90,6 +92,8 @@ def train(config: TrainConfig, train_set: list[Example], validation: list[Exampl
     started = time.monotonic()
     transformers.set_seed(config.seed)
     tokenizer = transformers.AutoTokenizer.from_pretrained(config.base_model_dir)
+    if config.chat_template is not None:
+        tokenizer.chat_template = config.chat_template.read_text(encoding="utf-8")
     model = _base_model(config)
     model = get_peft_model(model, LoraConfig(
         r=config.rank, lora_alpha=config.alpha, target_modules=list(config.target_modules),

@@ -203,3 +203,25 @@ def test_rules_and_dashboard_are_the_shipped_ones(overlay: str) -> None:
     board = find(overlay, "ConfigMap", "adapter-gateway-dashboard")["data"]
     assert json.loads(board["adapter-gateway.json"]) == json.loads(
         (ROOT / "config" / "grafana" / "dashboard.json").read_text())
+
+
+TOOL_PARSERS = {"cpu-demo": "hermes", "gpu": "llama3_json"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_engines_parse_tool_calls_with_the_templates_format(overlay: str) -> None:
+    """Tool calling on: a chat template that teaches the call format its parser reads, at a
+    path the engine container has (the image's config/, or the mounted ConfigMap)."""
+    engine = container(overlay, "vllm")
+    args = flags(engine["args"])
+    assert "enable-auto-tool-choice" in args
+    assert args["tool-call-parser"] == TOOL_PARSERS[overlay]
+    template = Path(args["chat-template"])
+    if overlay == "cpu-demo":
+        assert template.is_relative_to("/app") and (ROOT / template.relative_to("/app")).is_file()
+        return
+    mounts = {m["mountPath"]: m["name"] for m in engine["volumeMounts"]}
+    volume = mounts[str(template.parent)]
+    spec = find(overlay, "Deployment", "vllm")["spec"]["template"]["spec"]
+    (config_map,) = [v["configMap"]["name"] for v in spec["volumes"] if v["name"] == volume]
+    assert template.name in find(overlay, "ConfigMap", config_map)["data"]

@@ -152,6 +152,33 @@ async def test_retries_and_constrained_variants_ask_as_applications_would(
     assert fake_engine.requests[-1]["structured_outputs"] == {"json": SCHEMA}
 
 
+async def test_a_tool_variant_asks_for_a_call_and_scores_its_arguments(
+    gateway: str, fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    """As Instructor asks: one function, named; the call's arguments are scored."""
+    tool = plan(tool="route_ticket", retries=True)
+    fake_engine.enqueue(PROSE)
+    fake_engine.enqueue(json.dumps({"name": "route_ticket", "arguments": RIGHT}))
+    fake_engine.enqueue("", tool_calls=[("route_ticket", json.dumps(WRONG))],
+                        finish_reason="tool_calls")
+    fake_engine.enqueue("", tool_calls=[("lookup", json.dumps(RIGHT))],
+                        finish_reason="tool_calls")
+    fake_engine.enqueue(json.dumps({"name": "route_ticket", "arguments": RIGHT}))
+    report = await evaluate(gateway, tool, dataset(tmp_path, 3), tmp_path / "out")
+    (summary,) = report.variants
+    assert summary.mode == "gateway retries, tool call"
+    assert summary.by_kind == {"tool_call_missing": 1, "tool_unknown": 1}
+    assert (summary.correct, summary.content_failures) == (2, 1)
+    first = fake_engine.requests[0]
+    assert first["tools"][0]["function"] == {"name": "route_ticket", "parameters": SCHEMA}
+    assert first["tool_choice"] == "auto"  # the gateway's first attempt measures the model
+
+
+def test_a_tool_variant_cannot_be_constrained() -> None:
+    with pytest.raises(ValueError, match="a tool variant is checked by the gateway"):
+        plan(tool="route_ticket", constrained=True)
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("{not json", "items.jsonl:2: not JSON"),
     ('{"input": ""}', "items.jsonl:2: 'input' must be a non-empty string"),
@@ -159,6 +186,8 @@ async def test_retries_and_constrained_variants_ask_as_applications_would(
     ('{"input": "x", "expected": [1]}', "items.jsonl:2: 'expected' must be"),
     ('{"input": "x", "answer": 1}', "items.jsonl:2: unknown fields ['answer']"),
     ('{"id": "a", "input": "again"}', "items.jsonl:2: the id 'a' is used twice"),
+    ('{"input": "x", "tools": [{"name": "f"}]}', "items.jsonl:2: 'tools' must be"),
+    ('{"input": "x", "expected_call": {"name": "f"}}', "items.jsonl:2: 'expected_call' must"),
 ])
 def test_a_bad_dataset_line_is_an_error_with_its_number(tmp_path: Path, line: str,
                                                         message: str) -> None:
