@@ -136,7 +136,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture", type=Path, default=PROJECT_ROOT / "var" / "examples",
                         help="the capture folder (structured.capture.dir)")
     parser.add_argument("--adapter", required=True, help="whose traffic (or 'base')")
-    parser.add_argument("--schema", required=True, help="the registered schema it answered")
+    parser.add_argument("--schema", required=True,
+                        help="the registered schema it answered, or 'inline' (the capture's "
+                             "file for inline schemas and unregistered functions)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the splits")
     parser.add_argument("--redact", help="module:function applied to every record before "
                         "anything is written (default: e-mails and long numbers masked; "
@@ -150,7 +152,10 @@ def export_main(args: argparse.Namespace) -> int:
     from gateway.training.export import export, load_redactor
 
     try:
-        schema = _schema(args.schema)
+        # Inline captures are checked as JSON objects (their schemas vary); tool calls always
+        # against the functions each record offered.
+        schema = (ValidatorCache().compile({"type": "object"}) if args.schema == "inline"
+                  else _schema(args.schema))
         if schema is None:
             raise ValueError("--schema is required")
         summary = export(args.capture, args.adapter, args.schema, schema, args.out,

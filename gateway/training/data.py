@@ -76,7 +76,7 @@ def _example(line: str, number: int, path: Path, schema: CompiledSchema | None,
                                 "(content, or tool_calls)")
     tools = record.get("tools") or []
     if calls:
-        _check_calls(record, answer, where)
+        check_example_calls(record, answer, where)
     elif schema is not None:
         verdict = classify(answer["content"], "stop", schema)
         if not verdict.valid:
@@ -99,7 +99,7 @@ def _check_message(message: Any, where: str) -> None:
                             "content null with a list of tool_calls)")
 
 
-def _check_calls(record: Mapping[str, Any], answer: Mapping[str, Any], where: str) -> None:
+def check_example_calls(record: Mapping[str, Any], answer: Mapping[str, Any], where: str) -> None:
     """The answer's calls, checked against the functions the record offered."""
     if not record.get("tools"):
         raise TrainingDataError(f"{where}: the answer makes tool calls but the example has no "

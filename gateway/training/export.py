@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.structured.deviations import classify
 from gateway.structured.validation import CompiledSchema
+from gateway.training.data import TrainingDataError, check_example_calls
 
 Redactor = Callable[[dict[str, Any]], dict[str, Any] | None]
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -36,8 +37,8 @@ def redact_contacts(record: dict[str, Any]) -> dict[str, Any]:
     in user messages become ``[email]`` and ``[number]``."""
     messages = []
     for message in record["messages"]:
-        content = message["content"]
-        if message["role"] == "user":
+        content = message.get("content")
+        if message["role"] == "user" and isinstance(content, str):
             content = _LONG_NUMBER.sub("[number]", _EMAIL.sub("[email]", content))
         messages.append({**message, "content": content})
     return {**record, "messages": messages}
@@ -89,13 +90,13 @@ def export(capture: Path, adapter: str, schema_name: str, schema: CompiledSchema
             if cleaned is None:
                 summary.redacted_away += 1
                 continue
-            answer = cleaned["messages"][-1]["content"]
-            if not classify(answer, "stop", schema).valid:
+            if not _valid(cleaned, schema):
                 summary.invalid.append(f"{path.name}:{number}")
                 continue
             key = _prompt_key(cleaned)
             summary.duplicates += key in kept
             kept[key] = {"messages": cleaned["messages"],
+                         **({"tools": cleaned["tools"]} if cleaned.get("tools") else {}),
                          "recovered": bool(cleaned.get("deviations"))}
     records = list(kept.values())
     summary.recovered = sum(r["recovered"] for r in records)
@@ -124,15 +125,30 @@ def _read(line: str, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: not JSON ({exc})") from exc
     messages = record.get("messages") if isinstance(record, dict) else None
     if not isinstance(messages, list) or not messages or not all(
-        isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages
+        isinstance(m, dict) and (isinstance(m.get("content"), str) or m.get("tool_calls"))
+        for m in messages
     ) or messages[-1].get("role") != "assistant":
         raise ValueError(f"{where}: not a captured chat example (messages ending with the "
                          "assistant's answer)")
     return dict(record)
 
 
+def _valid(record: Mapping[str, Any], schema: CompiledSchema) -> bool:
+    """The answer re-validated: tool calls against the functions the record offered, the
+    content against ``schema``."""
+    answer = record["messages"][-1]
+    if answer.get("tool_calls"):
+        try:
+            check_example_calls(record, answer, "")
+        except TrainingDataError:
+            return False
+        return True
+    return classify(answer.get("content"), "stop", schema).valid
+
+
 def _prompt_key(record: Mapping[str, Any]) -> str:
-    prompt = " ".join(m["content"] for m in record["messages"][:-1] if m["role"] == "user")
+    prompt = " ".join(str(m.get("content")) for m in record["messages"][:-1]
+                      if m["role"] == "user")
     return _SPACE.sub(" ", prompt).strip().casefold()
 
 
@@ -141,7 +157,9 @@ def _label(record: Mapping[str, Any], schema: CompiledSchema) -> str:
                           if isinstance(sub, Mapping) and "enum" in sub), None)
     if enum_property is None:
         return "all"
-    answer = json.loads(record["messages"][-1]["content"])
+    last = record["messages"][-1]
+    calls = last.get("tool_calls")
+    answer = json.loads(calls[0]["function"]["arguments"] if calls else last["content"])
     return str(answer.get(enum_property)) if isinstance(answer, dict) else "all"
 
 

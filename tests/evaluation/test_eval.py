@@ -215,6 +215,8 @@ def test_the_shipped_plan_and_dataset_load() -> None:
         "prompt-only", "prompt-retries", "prompt-constrained", "ticket-router"]
     items = load_dataset(root / "data" / "tickets" / "eval.jsonl")
     assert len(items) >= 40 and all(i.expected for i in items)
+    tools = load_plan(root / "config" / "eval" / "tool-calls.yaml")
+    assert {v.tool for v in tools.variants} == {"route_ticket"}
 
 
 async def test_the_command_writes_every_format_and_the_page_draws_its_charts(

@@ -95,3 +95,45 @@ def test_export_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ticket.jsonl:1: not JSON" in capsys.readouterr().err
     assert cli([*base, "--schema", "ticket", "--redact", "no.such:thing"]) == 2
     assert "cannot import" in capsys.readouterr().err
+
+
+ROUTE = {"type": "function", "function": {"name": "route_ticket", "parameters": json.loads(
+    (Path(__file__).resolve().parents[2] / "config" / "schemas" / "ticket.json").read_text())}}
+
+
+@pytest.mark.anyio
+async def test_tool_calls_go_from_capture_through_export_to_train(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, tmp_path: Path
+) -> None:
+    """Captured tool calls keep OpenAI's fine-tuning format (tools plus the assistant's
+    tool_calls) through export, and train reads them, rendered in the template's format."""
+    capture = tmp_path / "examples"
+    app = create_app(make_settings(structured={"capture": {"enabled": True,
+                                                           "dir": str(capture)}}))
+    async for client in start(app):
+        for index, (text, category) in enumerate(TICKETS[:8]):
+            if index % 2:  # a call left in the text: recovered by the constrained call
+                fake_engine.enqueue("I think it is " + category)
+                fake_engine.enqueue(json.dumps({"name": "route_ticket",
+                                                "arguments": json.loads(answer(category))}))
+            else:
+                fake_engine.enqueue("", finish_reason="tool_calls",
+                                    tool_calls=[("route_ticket", answer(category))])
+            body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": text}],
+                    "tools": [ROUTE], "tool_choice": "required"}
+            assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    captured = [json.loads(line) for line in
+                (capture / "base" / "inline.jsonl").read_text().splitlines()]
+    assert captured[0]["tools"] == [ROUTE]
+    assert captured[1]["messages"][-1]["tool_calls"][0]["function"]["name"] == "route_ticket"
+    assert captured[1]["messages"][-1]["content"] is None and captured[1]["deviations"]
+
+    out = tmp_path / "dataset"
+    assert cli(["dataset", "export", "--capture", str(capture), "--adapter", "base", "--schema",
+                "inline", "--out", str(out), "--validation", "0", "--test", "0"]) == 0
+    summary = json.loads((out / "export.json").read_text())
+    assert (summary["read"], summary["invalid"], summary["recovered"]) == (8, [], 4)
+    assert "jane.doe@example.com" not in (out / "train.jsonl").read_text()
+    examples = load_examples(out / "train.jsonl")
+    assert len(examples) == 8 and all(e.tools == (ROUTE,) for e in examples)
+    assert examples[0].calls[0]["function"]["name"] == "route_ticket"

@@ -79,6 +79,15 @@ def test_the_same_seed_gives_the_same_adapter(tmp_path: Path) -> None:
     ("{oops\n", "data.jsonl:1: not JSON"),
     ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", '
      '"content": "Sure, billing!"}]}\n', "data.jsonl:1: the answer does not match the schema"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": null, '
+     '"tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}]}\n',
+     "data.jsonl:1: the answer makes tool calls but the example has no 'tools'"),
+    ('{"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",'
+     ' "required": ["a"]}}}], "messages": [{"role": "user", "content": "hi"}, {"role": '
+     '"assistant", "content": null, "tool_calls": [{"function": {"name": "f", "arguments": '
+     '"{}"}}]}]}\n', "data.jsonl:1: the answer's tool calls are not valid"),
+    ('{"messages": [{"role": "user", "content": null}, {"role": "assistant", "content": "x"}]}\n',
+     "data.jsonl:1: messages[0] needs a string content"),
 ])
 def test_bad_data_is_refused_with_its_line(tmp_path: Path, content: str, message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,3 +106,29 @@ def test_too_long_examples_and_too_high_ranks_are_refused(
     assert "above the 16 allowed" in capsys.readouterr().err
     assert cli(["train", "--data", str(data), "--name", "x", "--rank", "64"]) == 2
     assert "max_lora_rank" in capsys.readouterr().err
+
+
+def test_a_tool_call_answer_is_learned_in_the_templates_call_format() -> None:
+    """The answer's tokens are the call exactly as the engine's parser reads it, then the end
+    of the turn; the prompt carries the tools as the engine renders them."""
+    from transformers import AutoTokenizer
+
+    from gateway.engine.model_prep import BUNDLED_CHAT_TEMPLATE
+    from gateway.training.data import Example
+    from gateway.training.encoding import answer_text, encode
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
+    tokenizer.chat_template = BUNDLED_CHAT_TEMPLATE.read_text()
+    tool = {"type": "function", "function": {"name": "route_ticket", "parameters": {}}}
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "route_ticket", "arguments": '{"category": "billing"}'}}
+    example = Example(({"role": "user", "content": "charged twice"},), "", 1, (call,), (tool,))
+    assert answer_text(tokenizer, example) == (
+        '<tool_call>\n{"name": "route_ticket", "arguments": {"category": "billing"}}\n'
+        "</tool_call>")
+    encoded = encode(tokenizer, example, 1024)
+    prompt = tokenizer.decode(encoded.input_ids[: encoded.labels.count(-100)])
+    assert "<tools>" in prompt and prompt.endswith("<|im_start|>assistant\n")
+    learned = [i for i, label in zip(encoded.input_ids, encoded.labels, strict=True)
+               if label != -100]
+    assert tokenizer.decode(learned).endswith("</tool_call><|im_end|>")
