@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.inference.call import Call, Upstream
+from gateway.structured.contract import StreamCheck
 from gateway.structured.deviations import Verdict
-from gateway.structured.early import PrefixCheck
 
 # Request fields whose answer the assembled response would not carry: such requests run
 # their first attempt whole.
-UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "tools", "functions", "prompt_logprobs",
-               "best_of")
+UNSUPPORTED = ("logprobs", "top_logprobs", "echo", "functions", "prompt_logprobs", "best_of")
 # Marks an answer the gateway stopped: no engine reason applies.
 STOPPED = "stopped_early"
 
@@ -36,9 +35,14 @@ class _Assembled:
     extra: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
     pieces: int = 0
+    # Tool calls by index, as the engine's parser streams them (name first, then arguments).
+    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The call pieces of the last event: (index, the function's name if it came, arguments).
+    new_calls: list[tuple[int, str | None, str]] = field(default_factory=list)
 
     def add(self, event: dict[str, Any]) -> str:
-        """Takes one event; returns the text it adds."""
+        """Takes one event; returns the text it adds (its call pieces go to ``new_calls``)."""
+        self.new_calls = []
         if not self.head:
             self.head = {k: event[k] for k in ("id", "created", "model") if k in event}
         usage = event.get("usage")
@@ -50,6 +54,8 @@ class _Assembled:
                 continue
             delta = choice.get("delta") or {}
             piece += (delta.get("content") if self.chat else choice.get("text")) or ""
+            for call in delta.get("tool_calls") or () if self.chat else ():
+                self._add_call(call)
             if choice.get("finish_reason") is not None:
                 self.finish_reason = choice["finish_reason"]
                 self.extra = {k: v for k, v in choice.items()
@@ -60,12 +66,32 @@ class _Assembled:
             self.pieces += 1
         return piece
 
+    def _add_call(self, delta: Any) -> None:
+        if not isinstance(delta, dict) or not isinstance(delta.get("index", 0), int):
+            return
+        index = delta.get("index", 0)
+        function = delta.get("function") or {}
+        name = function.get("name") if isinstance(function.get("name"), str) else None
+        raw = function.get("arguments")
+        arguments = raw if isinstance(raw, str) else ""
+        call = self.calls.setdefault(index, {"id": None, "type": "function",
+                                             "function": {"name": "", "arguments": ""}})
+        call["id"] = call["id"] or delta.get("id")
+        if name:
+            call["function"]["name"] += name
+        call["function"]["arguments"] += arguments
+        self.new_calls.append((index, name, arguments))
+
     def response(self, *, stopped: bool) -> dict[str, Any]:
         content = "".join(self.text)
         finish = STOPPED if stopped else self.finish_reason
         if self.chat:
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if self.calls:
+                message["content"] = content or None
+                message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
             choice: dict[str, Any] = {
-                "index": 0, "message": {"role": "assistant", "content": content},
+                "index": 0, "message": message,
                 "logprobs": None, "finish_reason": finish, **self.extra}
         else:
             choice = {"index": 0, "text": content, "logprobs": None, "finish_reason": finish,
@@ -87,7 +113,7 @@ class _Assembled:
 
 
 async def watched_attempt(
-    upstream: Upstream, call: Call, body: dict[str, Any], check: PrefixCheck, chat: bool
+    upstream: Upstream, call: Call, body: dict[str, Any], check: StreamCheck, chat: bool
 ) -> tuple[dict[str, Any], Verdict | None]:
     """Runs one attempt as a stream; the response, and the verdict if it was stopped."""
     stream_body = {**body, "stream": True,
@@ -96,6 +122,9 @@ async def watched_attempt(
     async with upstream.events(call, stream_body) as events:
         async for event in events:
             piece = assembled.add(event)
-            if piece and (verdict := check.feed(piece)) is not None:
+            verdict = check.feed(piece) if piece else None
+            for index, name, arguments in assembled.new_calls:
+                verdict = verdict or check.feed_call(index, name, arguments)
+            if verdict is not None:
                 return assembled.response(stopped=True), verdict
     return assembled.response(stopped=False), None

@@ -22,10 +22,9 @@ from gateway.inference.settings import StructuredSettings
 from gateway.metrics import Recorder
 from gateway.structured import attempts
 from gateway.structured.budget import RetryBudget
-from gateway.structured.contract import Contract, SchemaContract, ToolContract
+from gateway.structured.contract import Contract, SchemaContract, StreamCheck, ToolContract
 from gateway.structured.decoding_fields import check_decoding_fields, has_decoding_fields
 from gateway.structured.deviations import Verdict
-from gateway.structured.early import PrefixCheck
 from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
     JSON_OBJECT,
@@ -186,20 +185,18 @@ class StructuredRunner:
 
     def _prefix_check(
         self, plan: Plan, first: dict[str, Any], budget: RetryBudget
-    ) -> PrefixCheck | None:
+    ) -> StreamCheck | None:
         """A check that stops the first attempt early, where a retry would follow it.
 
         An attempt is stopped only when another engine attempt can be made; with
         ``extract`` in the policy, prose is read on until an object inside it is complete.
         """
-        policy, schema = plan.policy, plan.contract.prefix_schema
+        policy = plan.policy
         if not self.fail_fast or policy.max_attempts < 2 or any(k in first for k in UNSUPPORTED):
             return None
-        if schema is None or not any(s.calls_engine for s in policy.strategies) or (
-            budget.remaining() < 1
-        ):
+        if not any(s.calls_engine for s in policy.strategies) or budget.remaining() < 1:
             return None
-        return PrefixCheck(schema, read_prose=Strategy.EXTRACT in policy.strategies)
+        return plan.contract.stream_check(read_prose=Strategy.EXTRACT in policy.strategies)
 
     async def _capture(
         self, first: dict[str, Any], outcome: Outcome, labels: tuple[str, str], chat: bool

@@ -19,6 +19,8 @@ from gateway.structured import attempts
 from gateway.structured.attempts import Answer
 from gateway.structured.constrained import constrained_fields, constrained_max_tokens
 from gateway.structured.deviations import Verdict, check_document, classify
+from gateway.structured.early import PrefixCheck
+from gateway.structured.early_tools import ToolCallCheck
 from gateway.structured.response_format import RequestedSchema
 from gateway.structured.retry import Strategy
 from gateway.structured.tool_calls import (
@@ -29,9 +31,20 @@ from gateway.structured.tool_calls import (
 )
 from gateway.structured.tool_repair import call_schema, reask_messages
 from gateway.structured.tools import ToolSet
-from gateway.structured.validation import CompiledSchema
 
 _SEED_RANGE = 2**31 - 1
+
+
+class StreamCheck(Protocol):
+    """Reads a first attempt as it streams and says when it can no longer be valid."""
+
+    def feed(self, piece: str) -> Verdict | None:
+        """More text of the answer."""
+        ...
+
+    def feed_call(self, index: int, name: str | None, arguments: str) -> Verdict | None:
+        """More of tool call ``index``: its function's name (once, first), its arguments."""
+        ...
 
 
 class Contract(Protocol):
@@ -47,9 +60,9 @@ class Contract(Protocol):
         """A bounded metric label."""
         ...
 
-    @property
-    def prefix_schema(self) -> CompiledSchema | None:
-        """The schema a first attempt can be stopped early against (fail fast), if any."""
+    def stream_check(self, read_prose: bool) -> StreamCheck:
+        """The check that stops a first attempt early (fail fast); ``read_prose`` keeps
+        reading prose until an object inside it is complete (for ``extract``)."""
         ...
 
     def first_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,9 +101,8 @@ class SchemaContract:
     def label(self) -> str:
         return self.requested.label
 
-    @property
-    def prefix_schema(self) -> CompiledSchema:
-        return self.requested.schema
+    def stream_check(self, read_prose: bool) -> StreamCheck:
+        return _AnswerCheck(self.requested.schema, read_prose=read_prose)
 
     def first_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return attempts.first_body(body)
@@ -127,9 +139,8 @@ class ToolContract:
     def label(self) -> str:
         return self.tools.label
 
-    @property
-    def prefix_schema(self) -> None:
-        return None
+    def stream_check(self, read_prose: bool) -> StreamCheck:
+        return ToolCallCheck(self.tools)
 
     def first_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Under ``required`` or a named choice the first attempt goes with ``auto``: the
@@ -189,6 +200,13 @@ class ToolContract:
                 body.pop("max_completion_tokens", None)
                 body["max_tokens"] = limit
         return body
+
+
+class _AnswerCheck(PrefixCheck):
+    """The answer's text checked as it streams; a request without tools makes no calls."""
+
+    def feed_call(self, index: int, name: str | None, arguments: str) -> Verdict | None:
+        return None
 
 
 def _is_tool_kind(verdict: Verdict) -> bool:

@@ -77,8 +77,10 @@ class _Examples:
     def __len__(self) -> int:
         return len(self.encoded)
 
-    def __getitem__(self, index: int) -> Encoded:
-        return self.encoded[index]
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        # A mapping with input_ids: what the length-grouped sampler reads lengths from.
+        example = self.encoded[index]
+        return {"input_ids": example.input_ids, "labels": example.labels}
 
 
 def train(config: TrainConfig, train_set: list[Example], validation: list[Example],
@@ -110,11 +112,15 @@ def train(config: TrainConfig, train_set: list[Example], validation: list[Exampl
         logging_strategy="steps", logging_steps=_every(len(encoded), config),
         seed=config.seed, data_seed=config.seed, report_to=[],
         disable_tqdm=not progress, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, remove_unused_columns=False)
+        dataloader_num_workers=0, remove_unused_columns=False,
+        # Batches of like length: a tool-call example (its tools rendered in the prompt) is
+        # five times as long as a plain one, and would pad a whole batch to its length.
+        train_sampling_strategy="group_by_length")
     trainer = transformers.Trainer(
         model=model, args=arguments, train_dataset=_Examples(encoded),
         eval_dataset=_Examples(held) if held else None,
-        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id))
+        data_collator=lambda batch: collate([Encoded(**b) for b in batch],
+                                            tokenizer.pad_token_id))
     resume = _last_checkpoint(checkpoints)
     if resume:
         log.info("resuming from %s", resume)

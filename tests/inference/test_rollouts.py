@@ -292,3 +292,24 @@ async def test_a_restart_finds_the_stable_version_in_staging_when_its_folder_cha
         fake_engine.default_content = TICKET
         answer = await client.post("/v1/chat/completions", json=_ask())
         assert answer.status_code == 200 and answer.headers["x-adapter-version"] == "1"
+
+
+async def test_a_rollout_gates_on_tool_call_deviation(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    """Tool requests are structured requests like any other: the candidate's broken calls
+    (shadow copies, checked and never returned) roll it back."""
+    rollout = await _start(client, str(store / "new" / "router" / "bad"))
+    ids = _engine_ids(app)
+    broken = '<tool_call>{"name": "route_ticket", "arguments": {"category": "x"}}</tool_call>'
+    fake_engine.contents = {ids["1"]: PROSE, ids["3"]: broken}
+    route = {"type": "function", "function": {"name": "route_ticket", "parameters": {
+        "type": "object", "properties": {"category": {"enum": ["billing", "other"]}}}}}
+    for _ in range(12):
+        answer = await client.post("/v1/chat/completions",
+                                   json={**_ask(), "tools": [route], "tool_choice": "auto"})
+        await app.state.inference.shadows_settled()
+        assert answer.status_code == 200 and answer.json()["structured"]["valid"]
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "rolled_back"
+    assert rollout["last_decision"]["numbers"]["candidate"]["deviations"] == 10

@@ -234,3 +234,19 @@ async def test_an_adapters_default_schema_does_not_apply_to_tool_requests(
     # Its system prompt still does.
     assert fake_engine.requests[0]["messages"][0] == {"role": "system",
                                                       "content": "Route the ticket."}
+
+
+async def test_a_streamed_call_that_goes_wrong_is_stopped_early(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    """Fail fast reads the first attempt's calls as they stream: a function other than the
+    named one is stopped at its name, and the repair starts at once."""
+    fake_engine.enqueue("", tool_calls=[("lookup", '{"id": 7}')], finish_reason="tool_calls")
+    fake_engine.enqueue(_gateway_call())
+    response = await client.post("/v1/chat/completions",
+                                 json=_request(tools=[ROUTE, LOOKUP]))
+    body = response.json()
+    (deviation,) = body["structured"]["deviations"]
+    assert deviation["kind"] == "tool_unknown" and deviation["stopped_early"] is True
+    assert fake_engine.requests[0]["stream"] is True
+    assert body["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "route_ticket"

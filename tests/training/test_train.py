@@ -127,8 +127,8 @@ def test_a_tool_call_answer_is_learned_in_the_templates_call_format() -> None:
         '<tool_call>\n{"name": "route_ticket", "arguments": {"category": "billing"}}\n'
         "</tool_call>")
     encoded = encode(tokenizer, example, 1024)
-    prompt = tokenizer.decode(encoded.input_ids[: encoded.labels.count(-100)])
+    prompt = str(tokenizer.decode(encoded.input_ids[: encoded.labels.count(-100)]))
     assert "<tools>" in prompt and prompt.endswith("<|im_start|>assistant\n")
     learned = [i for i, label in zip(encoded.input_ids, encoded.labels, strict=True)
                if label != -100]
-    assert tokenizer.decode(learned).endswith("</tool_call><|im_end|>")
+    assert str(tokenizer.decode(learned)).endswith("</tool_call><|im_end|>")
