@@ -19,8 +19,9 @@ that failed (the classifier would call the unfinished text ``invalid_json``).
 
 No library checks a JSON *prefix* against a schema, so ``_prefix_problem`` is written
 here. It understands ``type``, ``properties``, ``additionalProperties: false``,
-``items`` and string ``enum`` and says nothing about any schema part it does not know
-(``$ref``, ``anyOf``, ...): a stop is always right, and a missed one costs only time.
+``items`` (not tuples) and string ``enum`` and says nothing about any schema part it does not
+know (``$ref``, ``anyOf``, ``prefixItems``, ...): a stop is always right, and a missed one
+costs only time.
 """
 
 from __future__ import annotations
@@ -181,7 +182,9 @@ def _prefix_problem(value: Any, schema: Any, path: str) -> tuple[str, str] | Non
     if isinstance(value, dict):
         return _object_problem(value, schema, path)
     items = schema.get("items")
-    if isinstance(value, list) and isinstance(items, Mapping):
+    # Tuples (prefixItems; draft-07's list-valued items) type each position apart, and
+    # which keyword a draft reads decides it: their elements are left to the final check.
+    if isinstance(value, list) and isinstance(items, Mapping) and "prefixItems" not in schema:
         for index, item in enumerate(value):
             problem = _prefix_problem(item, items, f"{path}[{index}]")
             if problem is not None:

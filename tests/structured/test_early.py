@@ -115,3 +115,22 @@ def test_a_stop_is_always_right(text: str, size: int, read_prose: bool) -> None:
     if verdict is not None:
         assert not verdict.valid and not full.valid
         assert verdict.kind is not None
+
+
+@pytest.mark.parametrize("schema", [
+    # Draft 2020-12 (the default): items covers only the elements after prefixItems.
+    {"type": "object", "properties": {"pair": {
+        "type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}],
+        "items": {"type": "boolean"}}}},
+    # Draft-07's tuple form: items as a list, additionalItems for the rest.
+    {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+     "properties": {"pair": {"type": "array", "items": [{"type": "string"},
+                                                        {"type": "integer"}],
+                             "additionalItems": {"type": "boolean"}}}},
+])
+def test_a_valid_tuple_answer_is_never_stopped(cache: ValidatorCache,
+                                               schema: dict[str, Any]) -> None:
+    compiled = cache.compile(schema)
+    answer = '{"pair": ["a", 1, true]}'
+    assert classify(answer, "stop", compiled).valid
+    assert _feed(PrefixCheck(compiled), answer, size=1) == (len(answer), None)
