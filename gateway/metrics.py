@@ -111,6 +111,7 @@ class GatewayMetrics:
         deviation_kinds: Sequence[str] = (),
         load_failure_reasons: Sequence[str] = (),
         restart_reasons: Sequence[str] = (),
+        capture_error_reasons: Sequence[str] = (),
     ) -> None:
         _check_multiprocess_mode(multiprocess_dir)
         self.enabled = enabled
@@ -121,6 +122,7 @@ class GatewayMetrics:
         self.deviation_kinds = tuple(deviation_kinds)
         self.load_failure_reasons = LabelGuard(load_failure_reasons)
         self.restart_reasons = LabelGuard(restart_reasons)
+        self.capture_error_reasons = LabelGuard(capture_error_reasons)
         # Adapters forgotten in multiprocess mode: their values stay in the shared files.
         self._forgotten: set[str] = set()
         # Labelled children by metric and label values: labels() costs about a microsecond
@@ -132,6 +134,8 @@ class GatewayMetrics:
             self.adapter_load_failures.labels(reason)
         for reason in restart_reasons:
             self.engine_restarts.labels(reason)
+        for reason in capture_error_reasons:
+            self.capture_errors.labels(reason)
         self.record: Recorder = Recorder(self) if enabled else NullRecorder(self)
 
     def _declare(self, buckets: tuple[float, ...]) -> None:
@@ -266,6 +270,11 @@ class GatewayMetrics:
         )
         self.engine_restarts = Counter(
             "gateway_engine_restarts", "Restarts of the embedded engine, by reason.",
+            ["reason"], registry=r,
+        )
+        self.capture_errors = Counter(
+            "gateway_capture_errors",
+            "Examples the capture could not write (the answer still went out), by reason.",
             ["reason"], registry=r,
         )
         self.engine_ready = Gauge(
@@ -504,6 +513,9 @@ class Recorder:
 
     def engine_restarted(self, reason: str) -> None:
         self._m.engine_restarts.labels(self._m.restart_reasons(reason)).inc()
+
+    def capture_failed(self, reason: str) -> None:
+        self._m.capture_errors.labels(self._m.capture_error_reasons(reason)).inc()
 
     def engine_server(self, server: str, admitted: bool, ejections: int) -> None:
         """One server's standing after a health round; ``ejections``: new ones since the last."""

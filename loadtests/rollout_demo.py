@@ -2,10 +2,10 @@
 
     .venv/bin/python -m loadtests.rollout_demo [--url URL] [--out var/rollout-demo]
 
-1. A good new version (the shipped weights, published as version 3) is rolled out beside
-   the shipped version 2: shadow (half the requests copied to it), then canary (half the
+1. A good new version (the shipped weights, published as the shipped version + 1) is rolled
+   out beside the shipped version: shadow (half the requests copied to it), then canary (half the
    callers answered by it). The gate promotes it once its first-attempt deviation rate
-   is shown not to be worse than version 2's.
+   is shown not to be worse than the shipped version's.
 2. A bad new version (the shipped weights with their LoRA update blown up 40 times: it
    no longer writes tickets) is rolled out beside the promoted one. The gate rolls it back
    on its measured deviation rate while it is still in shadow, so no client ever gets an
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from safetensors.numpy import load_file, save_file
 
 from gateway.launcher import local_gateway
@@ -59,30 +60,34 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rollout-demo-") as scratch:
         candidates = args.candidates or Path(scratch) / "candidates"
-        good, bad = _versions(candidates)
+        (good, good_version), (bad, bad_version) = _versions(candidates)
         env = {**os.environ,
                "GATEWAY_ADAPTERS__ROOTS": json.dumps([str(ROOT / "adapters"), str(candidates)]),
                "GATEWAY_ADAPTERS__ROLLOUTS_FILE": str(Path(scratch) / "rollouts.json"),
                "GATEWAY_ADAPTERS__ROLLOUT_STICKY_HEADER": "x-user"}
         with local_gateway(args.url, args.out, env=env) as url:
-            first = _roll_out(url, good, "good version 3", args.out / "good.jsonl")
-            second = _roll_out(url, bad, "bad version 4", args.out / "bad.jsonl")
+            first = _roll_out(url, good, f"good version {good_version}",
+                              args.out / "good.jsonl")
+            second = _roll_out(url, bad, f"bad version {bad_version}", args.out / "bad.jsonl")
     passed = (first["state"] == "promoted" and second["state"] == "rolled_back"
               and first["client_failures"] == second["client_failures"] == 0)
-    sys.stdout.write(("PASSED" if passed else "FAILED") + f": version 3 {first['state']}, "
-                     f"version 4 {second['state']}, "
+    sys.stdout.write(("PASSED" if passed else "FAILED") + f": version {good_version} "
+                     f"{first['state']}, version {bad_version} {second['state']}, "
                      f"{first['client_failures'] + second['client_failures']} failed client "
                      f"requests; details in {args.out}\n")
     return 0 if passed else 1
 
 
-def _versions(root: Path) -> tuple[str, str]:
-    """A good version (the shipped weights as version 3) and a bad one (version 4)."""
+def _versions(root: Path) -> tuple[tuple[str, str], tuple[str, str]]:
+    """A good version (the shipped weights as the shipped version + 1) and a bad one
+    (+ 2): each folder with its version."""
+    shipped = int(yaml.safe_load((ROOT / "adapters" / NAME / "adapter.yaml").read_text())
+                  ["version"])
+    versions = [str(shipped + 1), str(shipped + 2)]
     serving = None  # the shipped serving defaults: the ticket schema, validated
-    good = adapter_versions(root, NAME, ["3"], serving=serving)[0]
-    bad = adapter_versions(root, NAME, ["4"], serving=serving)[0]
+    good, bad = adapter_versions(root, NAME, versions, serving=serving)
     spoil(Path(bad))
-    return good, bad
+    return (good, versions[0]), (bad, versions[1])
 
 
 def spoil(folder: Path, factor: float = 40.0) -> None:

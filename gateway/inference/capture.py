@@ -10,6 +10,7 @@ since the gateway vouches for the format only.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -21,6 +22,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
+
+# Why an example could not be written (the metric's bounded label set).
+CAPTURE_ERROR_REASONS = ("disk_full", "permission", "not_a_directory", "other")
+_REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EACCES: "permission",
+            errno.EPERM: "permission", errno.EROFS: "permission",
+            errno.ENOTDIR: "not_a_directory", errno.EEXIST: "not_a_directory"}
 
 
 class CaptureSettings(BaseModel):
@@ -43,14 +50,31 @@ class ExampleCapture:
         self.settings = settings
         self._lock = threading.Lock()
         self._full: set[Path] = set()
+        self._reported: set[str] = set()
 
     def wants(self, deviated: bool) -> bool:
         return self.settings.enabled and (deviated or not self.settings.only_deviations)
 
-    def record(self, adapter: str, schema: str, example: Mapping[str, Any]) -> None:
-        """Writes one example; meant to run in a worker thread (it does file I/O)."""
+    def record(self, adapter: str, schema: str, example: Mapping[str, Any]) -> str | None:
+        """Writes one example; meant to run in a worker thread (it does file I/O).
+
+        Capture is best effort: a write that fails (a full disk, a read-only or missing
+        folder) is logged once per cause and its reason returned; the answer goes out anyway.
+        """
         path = self.settings.dir / _safe(adapter) / f"{_safe(schema)}.jsonl"
-        line = json.dumps(example, ensure_ascii=False) + "\n"
+        try:
+            self._write(path, json.dumps(example, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            reason = _REASONS.get(exc.errno or 0, "other")
+            if reason not in self._reported:
+                self._reported.add(reason)
+                log.error("capture: cannot write examples to %s (%s); answers are served, "
+                          "examples are lost until this is fixed (logged once per cause; "
+                          "see gateway_capture_errors_total)", path, exc)
+            return reason
+        return None
+
+    def _write(self, path: Path, line: str) -> None:
         with self._lock:
             if path in self._full:
                 return

@@ -211,7 +211,9 @@ class StructuredRunner:
         example = (chat_example(first["messages"], message, report,
                                 first.get("tools")) if chat
                    else completion_example(str(first["prompt"]), str(outcome.content), report))
-        await asyncio.to_thread(self.capture.record, *labels, example)
+        failure = await asyncio.to_thread(self.capture.record, *labels, example)
+        if failure is not None:
+            self.recorder.capture_failed(failure)
 
     def budget(self, adapter_label: str) -> RetryBudget:
         """The retry budget of one adapter (``base`` for the base model)."""

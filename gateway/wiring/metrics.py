@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.adapters.errors import LOAD_FAILURE_REASONS
 from gateway.engine.keeper import RESTART_REASONS
+from gateway.inference.capture import CAPTURE_ERROR_REASONS
 from gateway.metrics import LATENCY_BUCKETS, GatewayMetrics, MetricsSettings
 from gateway.structured.deviations import DeviationKind
 
@@ -23,5 +24,6 @@ def gateway_metrics(
         deviation_kinds=[kind.value for kind in DeviationKind],
         load_failure_reasons=LOAD_FAILURE_REASONS,
         restart_reasons=RESTART_REASONS,
+        capture_error_reasons=CAPTURE_ERROR_REASONS,
     )
 

@@ -11,6 +11,7 @@ from gateway.app import create_app
 from gateway.inference.capture import CaptureSettings, ExampleCapture, chat_example
 from tests.conftest import BASE_MODEL, SettingsFactory, start
 from tests.fakes.engine import FakeEngine
+from tests.metrics_reader import parse, value
 
 TICKET = '{"category": "billing", "priority": "high", "escalate": true}'
 REPORT: dict[str, Any] = {"attempts": 2, "deviations": [{"kind": "not_json"}]}
@@ -81,3 +82,27 @@ async def test_recovered_requests_are_captured(make_settings: SettingsFactory,
     assert example["messages"] == [{"role": "user", "content": "charged twice"},
                                    {"role": "assistant", "content": TICKET}]
     assert example["attempts"] == 2 and example["deviations"] == ["not_json"]
+
+
+@pytest.mark.anyio
+async def test_a_capture_that_cannot_write_never_costs_the_answer(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A capture folder that cannot be written (here a file stands where it should be; a
+    full disk or a read-only root filesystem go the same way): the answer still goes out,
+    the failure is counted and logged once."""
+    blocked = tmp_path / "examples"
+    blocked.write_text("not a folder")
+    app = create_app(make_settings(structured={"capture": {"enabled": True,
+                                                           "dir": str(blocked)}}))
+    body = {"model": BASE_MODEL, "messages": [{"role": "user", "content": "charged twice"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "ticket"}}}
+    async for client in start(app):
+        for _ in range(2):
+            fake_engine.enqueue(TICKET)
+            response = await client.post("/v1/chat/completions", json=body)
+            assert response.status_code == 200 and response.json()["structured"]["valid"]
+        samples = parse((await client.get("/metrics")).text)
+    assert value(samples, "gateway_capture_errors_total", reason="not_a_directory") == 2
+    assert len([r for r in caplog.records if "capture: cannot write" in r.message]) == 1
