@@ -281,6 +281,11 @@ class GatewayMetrics:
             "gateway_engine_ready", "1 when the engine answers its health check, else 0.",
             registry=r, multiprocess_mode="livemax",
         )
+        self.engine_failed = Gauge(
+            "gateway_engine_failed",
+            "1 once the gateway gave up restarting its embedded engine, else 0.",
+            registry=r, multiprocess_mode="livemax",
+        )
         # Per engine server in engine.urls (a bounded, configured list).
         self.engine_server_admitted = Gauge(
             "gateway_engine_server_admitted",
@@ -513,6 +518,9 @@ class Recorder:
 
     def engine_restarted(self, reason: str) -> None:
         self._m.engine_restarts.labels(self._m.restart_reasons(reason)).inc()
+
+    def engine_failed(self) -> None:
+        self._m.engine_failed.set(1)
 
     def capture_failed(self, reason: str) -> None:
         self._m.capture_errors.labels(self._m.capture_error_reasons(reason)).inc()

@@ -8,10 +8,15 @@ same port and with the same key, so the engine client needs no change. The monit
 told, so readiness drops at once and, once the engine answers again, the adapter store
 loads every adapter into it again.
 
-More than ``max_restarts`` restarts within ``window_s`` mean the engine cannot run here:
-the keeper stops trying and either reports it (``/health`` answers 503, so a liveness
-probe restarts the whole gateway) or ends the process with status
-:data:`EXIT_ENGINE_FAILED` for a process manager to act on.
+The keeper gives up when the engine cannot run here: after ``max_failed_starts`` starts
+in a row that never became healthy (exits before answering, or start time-outs), or after
+more than ``max_restarts`` restarts within ``window_s``. Counting failed starts apart matters:
+a start time-out cycle lasts ``startup_timeout_s``, and a slow crash cycle (an out-of-memory
+kill after a long GPU load) may outlast ``window_s / max_restarts``, so the window alone
+might never fill. Giving up is reported (``/health`` answers 503, so a liveness probe
+restarts the whole gateway; ``gateway_engine_failed`` turns 1 for the alerts), or ends the
+process with status :data:`EXIT_ENGINE_FAILED` for a process manager to act on. So does any
+error of the keeper itself: it never ends silently.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ class RestartSettings(Section):
     """The ``engine.restart`` section (embedded mode)."""
 
     max_restarts: int = Field(5, ge=0)
-    window_s: float = Field(600.0, gt=0)
+    window_s: float = Field(1800.0, gt=0)
+    # Starts in a row that never became healthy before the keeper gives up.
+    max_failed_starts: int = Field(3, ge=1)
     max_backoff_s: float = Field(30.0, gt=0)
     # A running engine whose health check fails this long is restarted.
     unresponsive_after_s: float = Field(30.0, gt=0)
@@ -74,6 +81,7 @@ class EngineKeeper:
         self.restarts = 0
         # Whether the engine answered the keeper's last health check.
         self.answering = False
+        self.failed_starts = 0
         self._recent: deque[float] = deque()
         self._exit = exit_process
         self._task: asyncio.Task[None] | None = None
@@ -88,17 +96,33 @@ class EngineKeeper:
                 await self._task
 
     async def _keep(self) -> None:
+        try:
+            await self._restart_until_given_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the keeper must never end without a word
+            log.exception("the engine keeper failed")
+            await self._give_up(f"could not be kept running: the keeper failed with "
+                                f"{type(exc).__name__}: {exc}")
+
+    async def _restart_until_given_up(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            reason, detail = await self._watch()
+            reason, detail, answered = await self._watch()
             now = loop.time()
             self._recent.append(now)
             while self._recent and now - self._recent[0] > self.settings.window_s:
                 self._recent.popleft()
+            self.failed_starts = 0 if answered else self.failed_starts + 1
             self.recorder.engine_restarted(reason)
             self.monitor.engine_down(f"the engine {detail}; restarting it")
             if len(self._recent) > self.settings.max_restarts:
-                await self._give_up(detail)
+                await self._give_up(f"{detail}, and was restarted {self.settings.max_restarts} "
+                                    f"times within {self.settings.window_s:.0f} s")
+                return
+            if self.failed_starts >= self.settings.max_failed_starts:
+                await self._give_up(f"{detail}, and {self.failed_starts} starts in a row never "
+                                    "became healthy")
                 return
             backoff = min(2.0 ** (len(self._recent) - 1), self.settings.max_backoff_s)
             log.error("the engine %s (log: %s); restart %d in %.0f s", detail,
@@ -108,8 +132,9 @@ class EngineKeeper:
             await self.supervisor.start()
             self.restarts += 1
 
-    async def _watch(self) -> tuple[str, str]:
-        """Returns (reason, what happened) once the engine needs a restart."""
+    async def _watch(self) -> tuple[str, str, bool]:
+        """Returns (reason, what happened, whether it ever answered) once the engine needs a
+        restart."""
         loop = asyncio.get_running_loop()
         exited = asyncio.create_task(self.supervisor.wait_exit())
         started = loop.time()
@@ -122,23 +147,24 @@ class EngineKeeper:
                     answered_at = now
                 elif answered_at is None and now - started > self.startup_timeout_s:
                     return START_TIMEOUT, (f"did not become healthy within "
-                                           f"{self.startup_timeout_s:.0f} s")
+                                           f"{self.startup_timeout_s:.0f} s"), False
                 elif (answered_at is not None
                       and now - answered_at > self.settings.unresponsive_after_s):
                     return UNRESPONSIVE, (f"stopped answering its health check for "
-                                          f"{self.settings.unresponsive_after_s:.0f} s")
+                                          f"{self.settings.unresponsive_after_s:.0f} s"), True
                 await asyncio.wait({exited}, timeout=self.check_interval_s)
-            return EXITED, f"exited with status {exited.result()}"
+            return EXITED, f"exited with status {exited.result()}", answered_at is not None
         finally:
             self.answering = False
             exited.cancel()
 
     async def _give_up(self, detail: str) -> None:
-        self.failure = (f"the engine {detail}, and was restarted {self.settings.max_restarts} "
-                        f"times within {self.settings.window_s:.0f} s; see "
-                        f"{self.supervisor.log_file}")
+        self.failure = f"the engine {detail}; see {self.supervisor.log_file}"
         log.critical("giving up on the engine: %s", self.failure)
-        await self.supervisor.stop()
+        self.recorder.engine_failed()
+        self.monitor.engine_down(self.failure)
+        with contextlib.suppress(Exception):
+            await self.supervisor.stop()
         if self.settings.on_failure == "exit":
             logging.shutdown()
             self._exit(EXIT_ENGINE_FAILED)

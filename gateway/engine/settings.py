@@ -56,6 +56,15 @@ class EngineSettings(Section):
         return self
 
     @model_validator(mode="after")
+    def _restart_window_holds_restarts(self) -> EngineSettings:
+        if self.mode == "embedded" and self.restart.window_s <= self.startup_timeout_s:
+            raise ValueError(
+                f"engine.restart.window_s ({self.restart.window_s:.0f} s) must be longer than "
+                f"engine.startup_timeout_s ({self.startup_timeout_s:.0f} s): a window shorter "
+                "than one start can never count more than one restart")
+        return self
+
+    @model_validator(mode="after")
     def _template_exists(self) -> EngineSettings:
         if self.mode == "embedded" and self.chat_template is not None and (
             not self.chat_template.is_file()

@@ -180,3 +180,62 @@ async def test_exit_on_failure_ends_the_process_with_its_status(tmp_path: Path) 
         await keeper.stop()
         await supervisor.stop()
         await client.aclose()
+
+
+def _supervisor(tmp_path: Path, **env: str) -> VllmSupervisor:
+    return VllmSupervisor(VllmServerSpec(
+        model="/m", served_model_name="base", launcher=(sys.executable, "-c", FAKE_VLLM),
+        extra_env=env, log_file=tmp_path / "logs" / "engine.log", stop_grace_s=0.5))
+
+
+async def _kept_until_failed(supervisor: VllmSupervisor, settings: RestartSettings,
+                             startup_timeout_s: float = 30,
+                             then: Callable[[], object] = lambda: None) -> EngineKeeper:
+    """Starts the engine, does ``then``, and keeps it until the keeper gives up."""
+    client = EngineClient([supervisor.base_url])
+    recorder = gateway_metrics().record
+    keeper = EngineKeeper(supervisor, EngineMonitor(client, recorder, interval=1), recorder,
+                          settings, startup_timeout_s=startup_timeout_s, check_interval_s=0.05)
+    await supervisor.start()
+    then()
+    keeper.start()
+    try:
+        await until(lambda: keeper.failure is not None)
+    finally:
+        await keeper.stop()
+        await supervisor.stop()
+        await client.aclose()
+    return keeper
+
+
+async def test_starts_that_never_become_healthy_are_given_up_on(tmp_path: Path) -> None:
+    """Start time-outs longer than the window never fill it: counted in a row instead."""
+    never_ready = _supervisor(tmp_path, FAKE_DELAY="3600")
+    settings = RestartSettings(max_restarts=5, window_s=0.1, max_backoff_s=0.05,
+                               max_failed_starts=3)
+    keeper = await _kept_until_failed(never_ready, settings, startup_timeout_s=0.3)
+    assert keeper.failed_starts == 3 and keeper.restarts == 2
+    assert "3 starts in a row never became healthy" in (keeper.failure or "")
+    registry = keeper.recorder.metrics.registry
+    assert registry.get_sample_value("gateway_engine_failed") == 1
+    assert registry.get_sample_value("gateway_engine_restarts_total",
+                                     {"reason": "start_timeout"}) == 3
+
+
+async def test_a_keeper_that_fails_itself_reports_it(tmp_path: Path) -> None:
+    """A restart that cannot even start the engine (its log cannot be written) ends in a
+    reported failure, not in a keeper that died without a word."""
+    def break_the_log_folder() -> None:
+        shutil.rmtree(tmp_path / "logs")
+        (tmp_path / "logs").write_text("a file where the log folder was")
+
+    crashing = _supervisor(tmp_path, FAKE_MODE="crash")
+    settings = RestartSettings(max_restarts=5, max_backoff_s=0.05)
+    keeper = await _kept_until_failed(crashing, settings, then=break_the_log_folder)
+    assert "keeper failed" in (keeper.failure or "")
+    assert keeper.recorder.metrics.registry.get_sample_value("gateway_engine_failed") == 1
+
+
+def test_a_restart_window_shorter_than_a_start_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="window_s .* must be longer than"):
+        _embedded(tmp_path, Path(sys.executable), window_s=30)
