@@ -20,13 +20,13 @@ def _auth(request: Request) -> Authenticator:
 async def require_user(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal | None:
-    return _auth(request).authenticate(authorization, "user")
+    return _remembered(request, _auth(request).authenticate(authorization, "user"))
 
 
 async def require_admin(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal | None:
-    return _auth(request).authenticate(authorization, "admin")
+    return _remembered(request, _auth(request).authenticate(authorization, "admin"))
 
 
 async def require_unless_public(
@@ -34,7 +34,13 @@ async def require_unless_public(
 ) -> Principal | None:
     if request.url.path in request.app.state.settings.auth.public_paths:
         return None
-    return _auth(request).authenticate(authorization, "user")
+    return _remembered(request, _auth(request).authenticate(authorization, "user"))
+
+
+def _remembered(request: Request, principal: Principal | None) -> Principal | None:
+    """The caller, kept for the error handler: only admin keys read the gateway's internals."""
+    request.state.principal = principal
+    return principal
 
 
 async def _inference(request: Request) -> InferenceService:

@@ -11,6 +11,9 @@ class GatewayError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
+    # What a caller without the admin scope reads instead of ``message`` when the message
+    # holds the gateway's internals (engine addresses, store paths); None: it holds none.
+    default_public: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -20,6 +23,7 @@ class GatewayError(Exception):
         code: str | None = None,
         extra: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        public: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -27,10 +31,13 @@ class GatewayError(Exception):
         self.code = code or self.default_code
         self.extra = extra or {}
         self.headers = headers or {}
+        self.public = public or self.default_public
 
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self, *, internals: bool = True) -> dict[str, Any]:
+        """The OpenAI error body; without ``internals``, the public message."""
+        message = self.message if internals or self.public is None else self.public
         error: dict[str, Any] = {
-            "message": self.message,
+            "message": message,
             "type": self.error_type,
             "param": self.param,
             "code": self.code,
@@ -114,18 +121,21 @@ class UpstreamError(GatewayError):
     status_code = 502
     error_type = "api_error"
     default_code = "engine_error"
+    default_public = "The engine failed to answer this request; retry it."
 
 
 class EngineUnavailable(GatewayError):
     status_code = 503
     error_type = "api_error"
     default_code = "engine_unavailable"
+    default_public = "The engine is not available right now; retry later."
 
 
 class EngineTimeout(GatewayError):
     status_code = 504
     error_type = "api_error"
     default_code = "engine_timeout"
+    default_public = "The engine did not answer in time; retry later."
 
 
 class UpstreamClientError(GatewayError):

@@ -311,7 +311,9 @@ class AdapterRegistry:
             )
         failed = [v for v in entry.versions if v.state is VersionState.FAILED]
         detail = f" Its last load failed: {failed[-1].failure_message}" if failed else ""
-        raise AdapterNotFound(f"Adapter {name!r} is not being served.{detail}", param="model")
+        raise AdapterNotFound(f"Adapter {name!r} is not being served.{detail}", param="model",
+                              public=(f"Adapter {name!r} is not being served: its last load "
+                                      "failed." if failed else None))
 
     def _pinned(self, entry: _Adapter, name: str, label: str) -> AdapterVersion:
         matches = [

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from gateway.auth import Principal
 from gateway.errors import GatewayError, InvalidRequest, NotFound, PayloadTooLarge, http_status
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,25 @@ def envelope_response(error: GatewayError) -> JSONResponse:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    if http_status(exc) >= 500:
+    if http_status(exc) >= 500 or exc.public is not None:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-    return envelope_response(exc)
+    if exc.public is None or sees_internals(request):
+        return envelope_response(exc)
+    body = exc.envelope(internals=False)
+    request_id = str(request.scope.get("state", {}).get("request_id", ""))
+    body["error"]["message"] += (" The details are in the gateway's log (request id "
+                                 f"{request_id!r}).")
+    return JSONResponse(body, status_code=http_status(exc), headers=exc.headers)
+
+
+def sees_internals(request: Request) -> bool:
+    """Whether the caller may read the gateway's internals in an error: an admin key, or
+    anyone on a gateway without keys (it then listens on loopback only)."""
+    if not request.app.state.auth.enabled:
+        return True
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal is not None and principal.scope == "admin"
+
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

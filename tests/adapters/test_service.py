@@ -185,8 +185,11 @@ async def test_an_engine_refusal_marks_the_version_failed(
     [version] = service.registry.list()[0].versions
     assert (version.state, version.failure_reason) == (VersionState.FAILED, "engine_error")
     assert failures(service, "engine_error") == 1
-    with pytest.raises(AdapterNotFound, match="last load failed"):
+    with pytest.raises(AdapterNotFound, match="last load failed") as raised:
         service.acquire("alpha")
+    # A user key reads that the load failed, not the engine's words or the store's paths.
+    public = raised.value.envelope(internals=False)["error"]["message"]
+    assert "last load failed" in public and "max_lora_rank" not in public
 
 
 async def test_an_engine_that_already_holds_the_content_is_fine(

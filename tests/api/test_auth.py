@@ -7,6 +7,7 @@ import pytest
 
 from gateway.app import create_app
 from tests.conftest import BASE_MODEL, SettingsFactory, start
+from tests.fakes.engine import FakeEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -64,3 +65,20 @@ async def test_key_from_an_unset_variable_is_refused(make_settings: SettingsFact
     monkeypatch.delenv("TEST_GATEWAY_ADMIN_KEY", raising=False)
     with pytest.raises(ValueError, match="TEST_GATEWAY_ADMIN_KEY"):
         create_app(make_settings(auth={"keys": KEYS}))
+
+
+async def test_engine_internals_reach_admin_keys_only(secured: httpx.AsyncClient,
+                                                      fake_engine: FakeEngine) -> None:
+    """A user key reads the kind of failure and the request id; an admin key, and the log,
+    get the engine's own words (which name its address)."""
+    for _ in range(2):
+        fake_engine.enqueue("worker at http://10.1.2.3:8000 crashed (CUDA error)", status=500)
+    user = await secured.post("/v1/chat/completions", json=BODY, headers={
+        **_bearer("user-secret"), "x-request-id": "req-42"})
+    assert user.status_code == 502
+    message = user.json()["error"]["message"]
+    assert "10.1.2.3" not in message and "CUDA" not in message
+    assert "'req-42'" in message and user.json()["error"]["code"] == "engine_error"
+    admin = await secured.post("/v1/chat/completions", json=BODY,
+                               headers=_bearer("admin-secret"))
+    assert admin.status_code == 502 and "10.1.2.3" in admin.json()["error"]["message"]
