@@ -50,6 +50,6 @@ TICKET_PROMPT = Route the support ticket. Answer with its JSON only.
 ticket-router: setup
 	.venv/bin/python data/tickets/generate.py
 	.venv/bin/adapter-gateway train --data data/tickets/train.jsonl --name ticket-router \
-		--out adapters/ticket-router --version 2 --schema ticket \
+		--out adapters/ticket-router --version 3 --schema ticket \
 		--system-prompt "$(TICKET_PROMPT)" --rank 16 --alpha 32 --epochs 3 \
 		--batch-size 8 --learning-rate 3e-4 --seed 0

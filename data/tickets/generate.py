@@ -16,6 +16,13 @@ optional second, minor topic, and a closing. Labels follow the policy:
 
 test.jsonl is drawn from its own problem phrasings, never seen in training, and
 data/tickets/eval.jsonl holds 40 tickets written by hand.
+
+After the 800 plain examples, train.jsonl holds 200 more tickets asked as a tool call, the way
+Instructor, pydantic-ai, LangChain and the openai SDK ask: one function whose parameters are
+the ticket, required or named, and the answer a call to it. Their function names, descriptions
+and schema styles vary as those clients' do (a registered schema, a pydantic model's), so the
+adapter learns to call the function it is offered, not one name. They are drawn from their own
+random stream, after everything else: the plain examples and test.jsonl stay as they were.
 """
 
 from __future__ import annotations
@@ -246,15 +253,61 @@ def _examples(problems: dict[str, list[str]], count: int, rng: random.Random
     return made
 
 
+TOOL_NAMES = ["route_ticket", "Ticket", "final_result", "classify_ticket", "TicketRouting"]
+TOOL_DESCRIPTIONS = [None, "Route a support ticket.", "The final response which ends this "
+                     "conversation", "Correctly extracted `Ticket` with all the required "
+                     "parameters with correct types", "Where a support ticket goes."]
+
+
+def _registered_schema() -> dict[str, object]:
+    schema: dict[str, object] = json.loads(
+        (HERE.parents[1] / "config" / "schemas" / "ticket.json").read_text())
+    return schema
+
+
+def _pydantic_schema(title: str) -> dict[str, object]:
+    """The ticket as a pydantic model's JSON schema (what Instructor and LangChain send)."""
+    enum = {"category": ["billing", "technical", "account", "other"],
+            "priority": ["low", "medium", "high"]}
+    properties: dict[str, object] = {
+        name: {"enum": values, "title": name.title(), "type": "string"}
+        for name, values in enum.items()}
+    properties["escalate"] = {"title": "Escalate", "type": "boolean"}
+    return {"properties": properties, "required": ["category", "priority", "escalate"],
+            "title": title, "type": "object"}
+
+
+def _tool_example(text: str, label: dict[str, object], index: int,
+                  rng: random.Random) -> dict[str, object]:
+    name = rng.choice(TOOL_NAMES)
+    function: dict[str, object] = {"name": name}
+    description = rng.choice(TOOL_DESCRIPTIONS)
+    if description is not None:
+        function["description"] = description
+    function["parameters"] = (_registered_schema() if rng.random() < 0.5
+                              else _pydantic_schema(name))
+    call = {"id": f"call_{index}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(label)}}
+    return {"tools": [{"type": "function", "function": function}],
+            "messages": [{"role": "user", "content": text},
+                         {"role": "assistant", "content": None, "tool_calls": [call]}]}
+
+
 def main() -> None:
     rng = random.Random(SEED)
     train = _examples(PROBLEMS, 800, rng)
     test = _examples(TEST_PROBLEMS, 100, rng)
+    tool_rng = random.Random(SEED + 1)
+    seen = {text for text, _ in train}
+    tool = [item for item in _examples(PROBLEMS, 400, tool_rng) if item[0] not in seen][:200]
     with (HERE / "train.jsonl").open("w", encoding="utf-8") as out:
         for text, label in train:
             answer = json.dumps(label)
             out.write(json.dumps({"messages": [{"role": "user", "content": text},
                                                {"role": "assistant", "content": answer}]},
+                                 ensure_ascii=False) + "\n")
+        for index, (text, label) in enumerate(tool):
+            out.write(json.dumps(_tool_example(text, label, index, tool_rng),
                                  ensure_ascii=False) + "\n")
     with (HERE / "test.jsonl").open("w", encoding="utf-8") as out:
         for index, (text, label) in enumerate(test):
