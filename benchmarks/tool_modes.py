@@ -23,6 +23,7 @@ import httpx
 
 from gateway.structured.attempts import Answer
 from gateway.structured.contract import ToolContract
+from gateway.structured.deviations import DeviationKind, Verdict
 from gateway.structured.retry import Strategy
 from gateway.structured.schemas import SchemaRegistry
 from gateway.structured.tools import parse_tools
@@ -43,14 +44,9 @@ def _body(model: str, ticket: str, mode: str, contract: ToolContract) -> dict[st
         "messages": [{"role": "user", "content": f"Route this ticket: {ticket}"}]}
     if MODES[mode] != "constrained":
         return {**body, "tool_choice": MODES[mode]}
-    first = Answer(None, "stop", None, {})
-    return contract.retry_body(Strategy.CONSTRAINED, body, first, _unused(), chat=True)
-
-
-def _unused() -> Any:
-    from gateway.structured.deviations import DeviationKind, Verdict
-
-    return Verdict(valid=False, kind=DeviationKind.TOOL_CALL_MISSING)
+    no_call = Verdict(valid=False, kind=DeviationKind.TOOL_CALL_MISSING)
+    return contract.retry_body(Strategy.CONSTRAINED, body, Answer(None, "stop", None, {}),
+                               no_call, chat=True)
 
 
 def main() -> None:
