@@ -9,9 +9,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from gateway.adapters.claims import ClaimBoard
-from gateway.adapters.registry import AdapterRegistry
-from gateway.adapters.service import AdapterService
+from gateway.adapters.serving.claims import ClaimBoard
+from gateway.adapters.serving.registry import AdapterRegistry
+from gateway.adapters.serving.service import AdapterService
 from gateway.api import adapters, health, inference, metrics, models
 from gateway.api.errors import install_error_handlers
 from gateway.auth import Authenticator

@@ -1,7 +1,4 @@
-"""The adapter store: manifests and validation, the version registry, and the folder watcher.
-
-Modules: ``manifest`` (adapter.yaml), ``paths`` (caller paths -> store folders),
-``validation`` (folder -> AdapterSpec or a typed refusal), ``registry`` (versions,
-leases, hot swaps), ``scan``/``watcher`` (the store on disk), ``staging`` (the copy
-the engine loads). See docs/adapters.md.
+"""Adapters: ``store`` (what is on disk and whether it is valid) and ``serving`` (what the
+engines serve, and how versions come and go). Rollouts live in :mod:`gateway.rollouts`.
+See docs/adapters.md.
 """

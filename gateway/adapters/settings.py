@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field
 
 from gateway._sections import PROJECT_ROOT, Section
-from gateway.adapters.rollout import RolloutPolicy
-from gateway.adapters.validation import ValidationLimits
+from gateway.adapters.store.validation import ValidationLimits
+from gateway.rollouts.rollout import RolloutPolicy
 
 
 class ResolverSettings(Section):

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.adapters.rollout import Action, RolloutPolicy
-from gateway.adapters.service import AdapterService
-from gateway.adapters.snapshots import AdapterSnapshot
+from gateway.adapters.serving.service import AdapterService
+from gateway.adapters.serving.snapshots import AdapterSnapshot
 from gateway.deps import AdminDep
 from gateway.errors import AdapterNotFound, Conflict
+from gateway.rollouts.rollout import Action, RolloutPolicy
 
 router = APIRouter(tags=["adapters"])
 

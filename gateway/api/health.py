@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.adapters.service import AdapterService
+from gateway.adapters.serving.service import AdapterService
 from gateway.deps import MonitorDep, PublicDep
 from gateway.engine.keeper import EngineKeeper
 

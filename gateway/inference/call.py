@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.adapters.target import ModelTarget
+from gateway.adapters.serving.target import ModelTarget
 from gateway.observation import Observation
 from gateway.protocol import ChatCompletionRequest, CompletionRequest
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any
 
-from gateway.adapters.target import ModelTarget, Outcome, TargetLease
+from gateway.adapters.serving.target import ModelTarget, Outcome, TargetLease
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
 from gateway.inference.admission import Admission

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.adapters.target import ModelTarget, TargetLease
+from gateway.adapters.serving.target import ModelTarget, TargetLease
 from gateway.errors import ModelNotFound
 from gateway.metrics import BASE, Recorder
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from gateway.adapters.folder import content_digest
+from gateway.adapters.store.folder import content_digest
 from gateway.training.data import Example
 from gateway.training.encoding import Encoded, collate, encode
 

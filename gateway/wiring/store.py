@@ -11,12 +11,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from gateway._sections import PROJECT_ROOT
-from gateway.adapters.base_model import BaseModelSpec
-from gateway.adapters.publish import Publisher, ResolverPublisher, RuntimePublisher
-from gateway.adapters.service import AdapterService
+from gateway.adapters.serving.publish import Publisher, ResolverPublisher, RuntimePublisher
+from gateway.adapters.serving.service import AdapterService
 from gateway.adapters.settings import AdapterSettings
-from gateway.adapters.validation import AdapterPolicy
-from gateway.adapters.watcher import AdapterWatcher
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.validation import AdapterPolicy
+from gateway.adapters.store.watcher import AdapterWatcher
 from gateway.config import Settings
 from gateway.engine.client import EngineClient
 from gateway.engine.monitor import EngineMonitor

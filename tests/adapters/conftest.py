@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.base_model import BaseModelSpec
-from gateway.adapters.validation import AdapterPolicy, AdapterSpec, validate_folder
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.validation import AdapterPolicy, AdapterSpec, validate_folder
 from tests.adapter_factory import write_adapter
 
 MAX_RANK = 16

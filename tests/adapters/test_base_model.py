@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.adapters.base_model import BaseModelSpec
+from gateway.adapters.store.base_model import BaseModelSpec
 
 SMOLLM2_CONFIG = {
     "hidden_size": 576,

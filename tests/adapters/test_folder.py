@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.folder import check_no_pickles, content_digest, read_bounded
+from gateway.adapters.store.folder import check_no_pickles, content_digest, read_bounded
 from tests.adapter_factory import write_adapter
 
 FILES = ("adapter_config.json", "adapter_model.safetensors")

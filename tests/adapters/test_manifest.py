@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.manifest import check_name, parse_manifest
+from gateway.adapters.store.manifest import check_name, parse_manifest
 
 FULL = """
 name: ticket-router

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.paths import resolve_adapter_path, resolve_roots
+from gateway.adapters.store.paths import resolve_adapter_path, resolve_roots
 
 
 @pytest.fixture

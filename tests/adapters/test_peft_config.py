@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.peft_config import (
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.peft_config import (
     PeftLoraConfig,
     module_rank,
     parse_peft_config,

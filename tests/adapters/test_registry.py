@@ -10,9 +10,9 @@ from gateway.adapters.errors import (
     AdapterStateError,
     AdapterUnavailable,
 )
-from gateway.adapters.registry import AdapterRegistry
-from gateway.adapters.validation import AdapterSpec
-from gateway.adapters.versions import AdapterVersion, VersionState
+from gateway.adapters.serving.registry import AdapterRegistry
+from gateway.adapters.serving.versions import AdapterVersion, VersionState
+from gateway.adapters.store.validation import AdapterSpec
 from tests.adapters.conftest import SpecFactory
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.adapters.rollout import (
+from gateway.rollouts.rollout import (
     CANDIDATE,
     STABLE,
     Action,

@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.safetensors_header import read_header
+from gateway.adapters.store.safetensors_header import read_header
 
 
 def raw_file(path: Path, header: Any, data: bytes = b"", *, length: int | None = None) -> Path:

@@ -4,10 +4,10 @@ import os
 import pickle
 from pathlib import Path
 
-from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.errors import RejectReason
-from gateway.adapters.scan import adapter_folders, scan
-from gateway.adapters.validation import AdapterPolicy
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.scan import adapter_folders, scan
+from gateway.adapters.store.validation import AdapterPolicy
 from tests.adapter_factory import write_adapter
 
 REPO_ADAPTERS = Path(__file__).resolve().parents[2] / "adapters"

@@ -21,13 +21,13 @@ from gateway.adapters.errors import (
     AdapterUnavailable,
     RejectReason,
 )
-from gateway.adapters.publish import RuntimePublisher
-from gateway.adapters.registry import AdapterRegistry
-from gateway.adapters.scan import scan
-from gateway.adapters.service import AdapterService
-from gateway.adapters.validation import AdapterPolicy, validate_folder
-from gateway.adapters.versions import VersionState
-from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
+from gateway.adapters.serving.publish import RuntimePublisher
+from gateway.adapters.serving.registry import AdapterRegistry
+from gateway.adapters.serving.service import AdapterService
+from gateway.adapters.serving.versions import VersionState
+from gateway.adapters.store.scan import scan
+from gateway.adapters.store.validation import AdapterPolicy, validate_folder
+from gateway.adapters.store.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
 from gateway.errors import UpstreamError
 from gateway.wiring.metrics import gateway_metrics
@@ -152,7 +152,7 @@ async def test_a_long_drain_warns_and_keeps_waiting(
         await service.load(make_spec("alpha"))
         target = service.acquire("alpha")
         assert target is not None
-        with caplog.at_level(logging.WARNING, "gateway.adapters.service"):
+        with caplog.at_level(logging.WARNING, "gateway.adapters.serving.service"):
             unloading = asyncio.create_task(service.unload("alpha"))
             await asyncio.sleep(0.3)
         assert "still has 1 requests" in caplog.text and not unloading.done()

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.staging import discard_staged, stage_adapter
-from gateway.adapters.validation import AdapterPolicy, validate_adapter
+from gateway.adapters.serving.staging import discard_staged, stage_adapter
+from gateway.adapters.store.validation import AdapterPolicy, validate_adapter
 from tests.adapter_factory import expected_digest, write_adapter
 
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.validation import (
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.validation import (
     AdapterPolicy,
     ValidationLimits,
     validate_adapter,
     validate_folder,
 )
-from gateway.adapters.weights import WEIGHTS_FILE
+from gateway.adapters.store.weights import WEIGHTS_FILE
 from tests.adapter_factory import SMOLLM2_HF_ID, expected_digest, write_adapter
 
 

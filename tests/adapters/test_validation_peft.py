@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.adapters.base_model import BaseModelSpec
-from gateway.adapters.safetensors_header import read_header
-from gateway.adapters.validation import AdapterPolicy, validate_folder
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.safetensors_header import read_header
+from gateway.adapters.store.validation import AdapterPolicy, validate_folder
 from tests.adapter_factory import write_adapter
 
 peft = pytest.importorskip("peft")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.adapters.versions import AdapterVersion, Lease, VersionState
+from gateway.adapters.serving.versions import AdapterVersion, Lease, VersionState
 from tests.adapters.conftest import SpecFactory
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from gateway.adapters.errors import RejectReason
-from gateway.adapters.validation import AdapterPolicy
-from gateway.adapters.watcher import AdapterEvent, AdapterEventKind, AdapterWatcher
+from gateway.adapters.store.validation import AdapterPolicy
+from gateway.adapters.store.watcher import AdapterEvent, AdapterEventKind, AdapterWatcher
 from tests.adapter_factory import write_adapter
 
 pytestmark = pytest.mark.anyio

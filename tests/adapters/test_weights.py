@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.peft_config import PeftLoraConfig, targeted_modules
-from gateway.adapters.safetensors_header import read_header
-from gateway.adapters.weights import check_tensors
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.peft_config import PeftLoraConfig, targeted_modules
+from gateway.adapters.store.safetensors_header import read_header
+from gateway.adapters.store.weights import check_tensors
 from tests.adapter_factory import llama_modules, lora_tensors
 
 BASE = BaseModelSpec.smollm2_135m()

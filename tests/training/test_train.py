@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.adapters.base_model import BaseModelSpec
-from gateway.adapters.validation import AdapterPolicy, validate_folder
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.validation import AdapterPolicy, validate_folder
 from gateway.cli import main as cli
 from gateway.engine.model_prep import default_model_dir
 from tests.adapter_factory import expected_digest

@@ -31,10 +31,10 @@ from gateway.adapters.errors import (
     AdapterStateError,
     AdapterUnavailable,
 )
-from gateway.adapters.manifest import ServingDefaults
-from gateway.adapters.snapshots import AdapterSnapshot, VersionSnapshot
-from gateway.adapters.validation import AdapterSpec
-from gateway.adapters.versions import AdapterVersion, Lease, VersionState
+from gateway.adapters.serving.snapshots import AdapterSnapshot, VersionSnapshot
+from gateway.adapters.serving.versions import AdapterVersion, Lease, VersionState
+from gateway.adapters.store.manifest import ServingDefaults
+from gateway.adapters.store.validation import AdapterSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gateway.adapters.base_model import LAYER_PREFIX, BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.peft_config import PeftLoraConfig, module_rank
-from gateway.adapters.safetensors_header import SafetensorsHeader, TensorInfo
+from gateway.adapters.store.base_model import LAYER_PREFIX, BaseModelSpec
+from gateway.adapters.store.peft_config import PeftLoraConfig, module_rank
+from gateway.adapters.store.safetensors_header import SafetensorsHeader, TensorInfo
 
 WEIGHTS_FILE = "adapter_model.safetensors"
 LORA_DTYPES = frozenset({"F16", "BF16", "F32"})

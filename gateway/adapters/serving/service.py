@@ -16,17 +16,33 @@ from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway.adapters.claims import ClaimBoard
 from gateway.adapters.errors import (
     ENGINE_LOAD_FAILURE_REASONS,
     AdapterRejected,
     AdapterUnavailable,
     RejectReason,
 )
-from gateway.adapters.manifest import ServingDefaults
-from gateway.adapters.publish import Publisher, RuntimePublisher
-from gateway.adapters.registry import PIN_SEPARATOR, AdapterRegistry
-from gateway.adapters.rollout import (
+from gateway.adapters.serving.claims import ClaimBoard
+from gateway.adapters.serving.publish import Publisher, RuntimePublisher
+from gateway.adapters.serving.registry import PIN_SEPARATOR, AdapterRegistry
+from gateway.adapters.serving.snapshots import AdapterSnapshot
+from gateway.adapters.serving.staging import discard_staged, stage_adapter, staged_path
+from gateway.adapters.serving.target import ModelTarget, Outcome, TargetLease
+from gateway.adapters.serving.versions import AdapterVersion, Lease, VersionState
+from gateway.adapters.store.manifest import ServingDefaults
+from gateway.adapters.store.scan import ScanResult, scan
+from gateway.adapters.store.validation import (
+    AdapterPolicy,
+    AdapterSpec,
+    validate_adapter,
+    validate_folder,
+)
+from gateway.adapters.store.watcher import AdapterEvent, AdapterEventKind
+from gateway.engine.client import EngineClient
+from gateway.errors import AdapterNotFound, Conflict, GatewayError
+from gateway.metrics import Recorder
+from gateway.rollouts.book import RolloutBook
+from gateway.rollouts.rollout import (
     CANDIDATE,
     STABLE,
     Action,
@@ -34,22 +50,6 @@ from gateway.adapters.rollout import (
     Rollout,
     RolloutPolicy,
 )
-from gateway.adapters.rollouts import RolloutBook
-from gateway.adapters.scan import ScanResult, scan
-from gateway.adapters.snapshots import AdapterSnapshot
-from gateway.adapters.staging import discard_staged, stage_adapter, staged_path
-from gateway.adapters.target import ModelTarget, Outcome, TargetLease
-from gateway.adapters.validation import (
-    AdapterPolicy,
-    AdapterSpec,
-    validate_adapter,
-    validate_folder,
-)
-from gateway.adapters.versions import AdapterVersion, Lease, VersionState
-from gateway.adapters.watcher import AdapterEvent, AdapterEventKind
-from gateway.engine.client import EngineClient
-from gateway.errors import AdapterNotFound, Conflict, GatewayError
-from gateway.metrics import Recorder
 
 log = logging.getLogger(__name__)
 

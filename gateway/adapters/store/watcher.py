@@ -20,8 +20,8 @@ from pathlib import Path
 from watchfiles import awatch
 
 from gateway.adapters.errors import AdapterRejected
-from gateway.adapters.scan import ScanResult, adapter_folders, check_folder, claim_name, scan
-from gateway.adapters.validation import AdapterPolicy, AdapterSpec
+from gateway.adapters.store.scan import ScanResult, adapter_folders, check_folder, claim_name, scan
+from gateway.adapters.store.validation import AdapterPolicy, AdapterSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from gateway.adapters import folder as files
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.validation import DIGEST_FILES, AdapterSpec
+from gateway.adapters.store import folder as files
+from gateway.adapters.store.validation import DIGEST_FILES, AdapterSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.rollout import RolloutPolicy
+from gateway.rollouts.rollout import RolloutPolicy
 from gateway.structured.schemas import NAME_PATTERN as SCHEMA_NAME_PATTERN
 
 MANIFEST_FILE = "adapter.yaml"

@@ -11,8 +11,8 @@ from typing import Any
 import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.adapters.base_model import LAYER_PREFIX, BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
+from gateway.adapters.store.base_model import LAYER_PREFIX, BaseModelSpec
 from gateway.structured.regex_safety import catastrophic_reason
 
 CONFIG_FILE = "adapter_config.json"

@@ -14,7 +14,7 @@ the engines' ``--model`` argument, so the published copy has that one field rewr
 the version keeps the store's digest (of the files as validated), and the published
 copy records it beside its own.
 
-Both read the staged copy (see :mod:`gateway.adapters.staging`), so the engines read
+Both read the staged copy (see :mod:`gateway.adapters.serving.staging`), so the engines read
 exactly the bytes that were validated.
 """
 
@@ -30,10 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from gateway.adapters import folder as files
-from gateway.adapters.peft_config import CONFIG_FILE
-from gateway.adapters.validation import DIGEST_FILES
-from gateway.adapters.weights import WEIGHTS_FILE
+from gateway.adapters.store import folder as files
+from gateway.adapters.store.peft_config import CONFIG_FILE
+from gateway.adapters.store.validation import DIGEST_FILES
+from gateway.adapters.store.weights import WEIGHTS_FILE
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, UpstreamError
 

@@ -16,27 +16,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.adapters import folder as files
-from gateway.adapters.base_model import BaseModelSpec
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.manifest import (
+from gateway.adapters.store import folder as files
+from gateway.adapters.store.base_model import BaseModelSpec
+from gateway.adapters.store.manifest import (
     MANIFEST_FILE,
     AdapterManifest,
     ServingDefaults,
     check_name,
     parse_manifest,
 )
-from gateway.adapters.paths import resolve_adapter_path, resolve_roots
-from gateway.adapters.peft_config import (
+from gateway.adapters.store.paths import resolve_adapter_path, resolve_roots
+from gateway.adapters.store.peft_config import (
     CONFIG_FILE,
     PeftLoraConfig,
     parse_peft_config,
     targeted_modules,
     unsupported_features,
 )
-from gateway.adapters.rollout import RolloutPolicy
-from gateway.adapters.safetensors_header import read_header
-from gateway.adapters.weights import WEIGHTS_FILE, WeightsSummary, check_tensors
+from gateway.adapters.store.safetensors_header import read_header
+from gateway.adapters.store.weights import WEIGHTS_FILE, WeightsSummary, check_tensors
+from gateway.rollouts.rollout import RolloutPolicy
 
 DIGEST_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 DIGEST_VERSION_LENGTH = 12

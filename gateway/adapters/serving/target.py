@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from gateway.adapters.manifest import ServingDefaults
+from gateway.adapters.store.manifest import ServingDefaults
 from gateway.metrics import InFlight
 
 

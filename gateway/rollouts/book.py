@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from gateway.adapters.rollout import Rollout
+from gateway.rollouts.rollout import Rollout
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.adapters.manifest import ServingDefaults
-from gateway.adapters.versions import AdapterVersion, VersionState
+from gateway.adapters.serving.versions import AdapterVersion, VersionState
+from gateway.adapters.store.manifest import ServingDefaults
 
 
 class VersionSnapshot(BaseModel):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
 
-from gateway.adapters.validation import AdapterSpec
+from gateway.adapters.store.validation import AdapterSpec
 
 
 class VersionState(StrEnum):

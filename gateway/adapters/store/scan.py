@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.paths import resolve_adapter_path
-from gateway.adapters.validation import AdapterPolicy, AdapterSpec, validate_folder
+from gateway.adapters.store.paths import resolve_adapter_path
+from gateway.adapters.store.validation import AdapterPolicy, AdapterSpec, validate_folder
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
-from gateway.adapters.paths import root_of
+from gateway.adapters.store.paths import root_of
 
 # Files torch.load or pickle would read: refused on sight and never opened.
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
