@@ -107,17 +107,23 @@ async def _serve_store(
     service: AdapterService, monitor: EngineMonitor, watcher: AdapterWatcher, watch: bool,
     on_ready: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    await monitor.became_ready.wait()
-    monitor.became_ready.clear()
-    if on_ready is not None:
-        await on_ready()
-    result = await asyncio.to_thread(watcher.initial_scan)
-    await service.load_store(result)
+    # Claims stay fresh from the first load on, however long the store takes (a large
+    # copy, a queued probe): other processes judge them by their age.
+    tasks = [asyncio.create_task(service.keep_claims())]
+    try:
+        await monitor.became_ready.wait()
+        monitor.became_ready.clear()
+        if on_ready is not None:
+            await on_ready()
+        result = await asyncio.to_thread(watcher.initial_scan)
+        await service.load_store(result)
+    except BaseException:
+        tasks[0].cancel()
+        raise
     service.store_loaded.set()
     log.info("adapter store loaded: %d adapters, %d folders refused",
              len(result.valid), len(result.invalid))
-    tasks = [asyncio.create_task(_reload_after_restarts(service, monitor)),
-             asyncio.create_task(service.keep_claims())]
+    tasks.append(asyncio.create_task(_reload_after_restarts(service, monitor)))
     if watch:
         tasks.append(asyncio.create_task(watcher.run(service.on_event)))
     try:

@@ -506,3 +506,26 @@ async def test_a_manifest_naming_an_unknown_schema_is_refused(
     assert fake_engine.lora_calls == []
     adapter(store, "known", serving={"response_schema": "ticket"})
     assert (await load(client, "known")).status_code == 201
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+async def test_claims_stay_fresh_while_the_store_is_still_loading(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path, tmp_path: Path
+) -> None:
+    adapter(store, "alpha")
+    fake_engine.load_gate = asyncio.Event()  # a long load: a large copy, a queued probe
+    app = create_app(make_settings(adapters={"claims_refresh_s": 0.05}))
+    async with app.router.lifespan_context(app):
+        try:
+            await app.state.monitor.check()
+            await eventually(lambda: bool(fake_engine.lora_calls))
+            claim = next((tmp_path / "claims").glob("*.json"))
+            first = claim.stat().st_mtime_ns
+            # Other processes judge a claim by its file's age: it is rewritten meanwhile.
+            await eventually(lambda: claim.stat().st_mtime_ns != first)
+            assert not app.state.adapters.store_loaded.is_set()
+        finally:
+            fake_engine.load_gate.set()
+        await asyncio.wait_for(app.state.adapters.store_loaded.wait(), timeout=30)

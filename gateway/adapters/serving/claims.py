@@ -8,9 +8,12 @@ process writes the engine ids it uses, loading, serving or draining, to
 version leaves the engines, the resolver store or staging only when no other live
 process claims it.
 
-A claim is stale, and ignored, once it is older than ``stale_after_s`` (a replica that
-died without cleaning up) or when it was written on this host by a process that no
-longer exists. Hand-written: this is a few files and a clock, which no library covers
+A claim is stale, and ignored, once its file was not rewritten for ``stale_after_s``
+(six refreshes by default: a replica that died without cleaning up) or when it was
+written on this host by a process that no longer exists. Its age is read by the shared
+folder's own clock, file modification times, compared with the time of this process's
+own claim file, so replicas whose clocks disagree still agree on what is fresh.
+Hand-written: this is a few files and a clock, which no library covers
 without a coordination service this project does not otherwise need.
 """
 
@@ -39,7 +42,7 @@ class ClaimBoard:
                  stale_after_s: float | None = None) -> None:
         self.folder = folder
         self.refresh_s = refresh_s
-        self.stale_after_s = stale_after_s or 3 * refresh_s
+        self.stale_after_s = stale_after_s or 6 * refresh_s
         self.host = socket.gethostname()
         self.owner = f"{self.host}-{os.getpid()}-{secrets.token_hex(3)}"
         self._claimed: frozenset[str] = frozenset()
@@ -88,7 +91,7 @@ class ClaimBoard:
 
     def _others(self) -> set[str]:
         claimed: set[str] = set()
-        now = time.time()
+        now = self._folder_now()
         try:
             files = [p for p in self.folder.iterdir()
                      if p.suffix == SUFFIX and p.name != self.path.name]
@@ -96,14 +99,28 @@ class ClaimBoard:
             return claimed
         for path in files:
             try:
+                written_at = path.stat().st_mtime
                 data = json.loads(path.read_text())
-                ids, written_at = data["ids"], float(data["written_at"])
+                ids = data["ids"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # being replaced, or not ours: ignored
             if now - written_at > self.stale_after_s or self._dead_here(data):
                 continue
             claimed.update(str(i) for i in ids if isinstance(i, str))
         return claimed
+
+    def _folder_now(self) -> float:
+        """Now, by the clock that stamps files in the shared folder: the modification time
+        of this process's own claim file (rewritten at least every ``refresh_s``, so at
+        most that far behind, which only makes the others' claims look fresher)."""
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            self._write()
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return time.time()
 
     def _dead_here(self, data: dict[str, object]) -> bool:
         if data.get("host") != self.host or not isinstance(data.get("pid"), int):

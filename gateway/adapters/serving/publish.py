@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 _ALREADY_LOADED = "already been loaded"
 # Beside the published files: the store's digest and the published copy's own.
 PUBLISHED_RECORD = "published.json"
+# The prefix of a published folder being deleted.
+_WITHDRAWN = ".withdrawn-"
 
 
 class Publisher(Protocol):
@@ -105,7 +108,8 @@ class ResolverPublisher:
         try:
             await self.engine.post("/v1/completions", body)
         except GatewayError as exc:
-            await asyncio.to_thread(self._remove, engine_id)
+            # The folder stays: another replica may serve this very id (it is content
+            # addressed). The service withdraws it once no process claims it.
             raise UpstreamError(
                 f"the engine could not load the published adapter {engine_id!r} from "
                 f"{self.folder} ({exc.message}); check that every engine server runs with "
@@ -142,16 +146,32 @@ class ResolverPublisher:
             for path in scratch.iterdir():
                 os.chmod(path, 0o644)
             os.chmod(scratch, 0o755)
-            if target.exists():  # a broken or outdated copy: replaced whole
-                shutil.rmtree(target, ignore_errors=True)
-            try:
-                scratch.rename(target)
-            except OSError:
-                # Another process published the same content first; keep theirs if intact.
-                if not self._intact(target, store_digest):
-                    raise
+            self._place(scratch, target, store_digest)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _place(self, scratch: Path, target: Path, store_digest: str) -> None:
+        """Renames ``scratch`` to ``target`` only where no intact copy is: a copy another
+        process published meanwhile (engines may read it already) is kept, never deleted."""
+        for _ in range(3):
+            try:
+                scratch.rename(target)
+                return
+            except OSError:
+                if self._intact(target, store_digest):
+                    return  # published by another process first: theirs stays
+            # An outdated copy (another base model) or a tampered one: moved aside whole
+            # (one rename, so no server reads it half deleted), then replaced.
+            self._discard(target)
+        raise OSError(f"could not publish {target}: it keeps changing under this process")
+
+    def _discard(self, target: Path) -> None:
+        """Renames ``target`` to a unique hidden name, then deletes it; a crash between the
+        two leaves only a hidden folder, swept by the next withdraw of the same id."""
+        doomed = self.folder / f"{_WITHDRAWN}{target.name}-{secrets.token_hex(4)}"
+        with contextlib.suppress(FileNotFoundError):
+            target.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _intact(self, target: Path, store_digest: str) -> bool:
         try:
@@ -169,8 +189,8 @@ class ResolverPublisher:
             log.warning("not deleting %s: it is not a published adapter in %s", target,
                         self.folder)
             return
-        # Renamed away first, so that a server never reads a half-deleted folder.
-        doomed = self.folder / f".withdrawn-{engine_id}"
-        with contextlib.suppress(FileNotFoundError):
-            target.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        # Renamed away first, so that a server never reads a half-deleted folder; what an
+        # earlier withdraw of this id left behind (a crash mid-way) goes too.
+        self._discard(target)
+        for leftover in self.folder.glob(f"{_WITHDRAWN}{engine_id}*"):
+            shutil.rmtree(leftover, ignore_errors=True)

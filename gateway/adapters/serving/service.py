@@ -467,6 +467,16 @@ class AdapterService:
             self.claims.refresh()
             await asyncio.sleep(self.claims.refresh_s)
 
+    async def _withdraw_unclaimed(self, engine_id: str) -> None:
+        """Takes away what a failed load may have left (a published folder, a load on some
+        servers), unless another process uses the same content under the same id."""
+        if self.claims is not None and self.claims.claimed_elsewhere(engine_id):
+            return
+        try:
+            await self.publisher.withdraw(engine_id)
+        except OSError as exc:
+            log.error("could not withdraw %s after its failed load: %s", engine_id, exc)
+
     async def _until_unclaimed(self, version: AdapterVersion) -> None:
         """Waits until no other gateway process uses ``version`` (its drain, not ours)."""
         if self.claims is None:
@@ -486,6 +496,7 @@ class AdapterService:
         resume: Rollout | None = None,
     ) -> None:
         spec = version.spec
+        staged: Path | None = None
         try:
             staged = await self._stage(spec)
             await self.publisher.publish(version.engine_id, staged)
@@ -496,6 +507,8 @@ class AdapterService:
             message = exc.message if isinstance(exc, GatewayError) else repr(exc)
             self.registry.mark_failed(version, reason, message)
             self.claim()
+            if staged is not None:  # the publish may have left something behind
+                await self._withdraw_unclaimed(version.engine_id)
             self._count_failure(spec.name, reason)
             log.error("adapter %s@%s (digest %s) failed to load: %s", spec.name, spec.version,
                       spec.short_digest, message)
