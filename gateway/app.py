@@ -83,7 +83,7 @@ async def _wire(
     adapter_service = AdapterService(
         AdapterRegistry(), adapter_policy(settings), engine, recorder,
         staging_root=settings.adapters.staging_dir,
-        drain_timeout_s=settings.adapters.drain_timeout_s,
+        drain_timeout_s=settings.drain_deadline_s(),
         load_wait_s=settings.adapters.load_wait_s,
         schema_names=structured.schemas.names,
         rollout_policy=settings.adapters.rollout,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +106,12 @@ class Settings(BaseSettings):
                 f"engine.min_tokens_per_s={self.engine.min_tokens_per_s:g} takes {needed:.0f} s: "
                 f"raise read_timeout_s to at least {needed:.0f}, or lower max_tokens")
         return self
+
+    def drain_deadline_s(self) -> float:
+        """``adapters.drain_timeout_s``, else the longest answer the limits allow."""
+        if self.adapters.drain_timeout_s is not None:
+            return self.adapters.drain_timeout_s
+        return float(math.ceil(self.limits.max_tokens / self.engine.min_tokens_per_s))
 
     @classmethod
     def settings_customise_sources(

@@ -256,6 +256,12 @@ class GatewayMetrics:
             "gateway_adapter_loads", "Adapter load attempts, by result (success or failure).",
             ["adapter", "result"], registry=r,
         )
+        self.adapter_requests_cut = Counter(
+            "gateway_adapter_requests_cut",
+            "Requests ended with an error because the version they ran on passed its drain "
+            "deadline (adapters.drain_timeout_s) after a swap, a rollback or a removal.",
+            ["adapter"], registry=r,
+        )
         self.adapter_load_failures = Counter(
             "gateway_adapter_load_failures", "Adapter loads refused or failed, by reason.",
             ["reason"], registry=r,
@@ -506,6 +512,10 @@ class Recorder:
         m = self._m
         m.adapter_load_failures.labels(m.load_failure_label(reason)).inc()
         m.adapter_loads.labels(m.adapter_label(name), "failure").inc()
+
+    def adapter_requests_cut(self, name: str, count: int) -> None:
+        m = self._m
+        m.adapter_requests_cut.labels(m.adapter_label(name)).inc(count)
 
     def adapter_removed(self, name: str) -> None:
         self._m.forget_adapter(name)

@@ -17,6 +17,7 @@ __all__ = [
     "AdapterNotFound",
     "AdapterRejected",
     "AdapterStateError",
+    "AdapterVersionCut",
     "AdapterUnavailable",
     "RejectReason",
 ]
@@ -67,6 +68,20 @@ class AdapterUnavailable(GatewayError):
     status_code = 503
     error_type = "api_error"
     default_code = "adapter_unavailable"
+
+
+class AdapterVersionCut(GatewayError):
+    """A request still running on a version past its drain deadline, ended."""
+
+    status_code = 503
+    error_type = "api_error"
+    default_code = "adapter_version_retired"
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(
+            f"Adapter {name!r} version {version!r} was replaced or removed, and this request "
+            "was still running at the end of its drain (adapters.drain_timeout_s); send it "
+            "again to get the current version.", headers={"Retry-After": "1"})
 
 
 class AdapterStateError(GatewayError):

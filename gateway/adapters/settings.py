@@ -31,7 +31,11 @@ class AdapterSettings(Section):
     roots: list[Path] = Field([PROJECT_ROOT / "adapters"], min_length=1)
     watch: bool = True
     watch_debounce_ms: int = Field(1000, ge=50)
-    drain_timeout_s: float = Field(60.0, gt=0)
+    # How long a replaced, rolled-back or removed version may finish the requests running
+    # on it; past it they end with an error (503 adapter_version_retired) and it leaves.
+    # Nothing new enters a draining version. None: the longest answer the limits allow
+    # (limits.max_tokens at engine.min_tokens_per_s), so in normal operation nothing is cut.
+    drain_timeout_s: float | None = Field(None, gt=0)
     # A request for an adapter whose only version is still loading (a worker that has just
     # started, an adapter that has just appeared) waits this long for the load before it
     # is told to retry (503). 0: answer 503 at once.

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any
 
+from gateway.adapters.errors import AdapterVersionCut
 from gateway.adapters.serving.target import ModelTarget, Outcome, TargetLease
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
@@ -72,7 +75,7 @@ class InferenceService:
                         request_id)
             self._shadow(call)
             try:
-                answer = await self._answer(call, held)
+                answer = await _until_cut(self._answer(call, held), lease, target)
             except GatewayError as exc:
                 # A 422 (every attempt deviated) is the version's format, not a failure.
                 _report(target, Outcome(error=http_status(exc) >= 500,
@@ -265,6 +268,65 @@ async def _observed(
     async for event in stream:
         observe(event, stats)
         yield event
+
+
+async def _until_cut(answering: Awaitable[Reply], lease: TargetLease, target: ModelTarget
+                     ) -> Reply:
+    """The reply, unless the version's drain deadline passes first (AdapterVersionCut);
+    a stream is ended by the same deadline with an error event."""
+    cut = lease.cut
+    if cut is None:
+        return await answering
+    if cut.is_set():
+        if inspect.iscoroutine(answering):
+            answering.close()
+        raise AdapterVersionCut(target.adapter, target.version or "")
+    work = asyncio.ensure_future(answering)
+    waiter = asyncio.ensure_future(cut.wait())
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GatewayError):
+                await work
+    if not work.done() or work.cancelled():
+        raise AdapterVersionCut(target.adapter, target.version or "")
+    reply = work.result()
+    if not isinstance(reply.body, dict):
+        reply.body = _cut_stream(reply.body, cut, target)
+    return reply
+
+
+async def _cut_stream(stream: AsyncIterator[bytes], cut: asyncio.Event, target: ModelTarget
+                      ) -> AsyncIterator[bytes]:
+    """Relays ``stream`` until the version is cut: then an error event, and the engine's
+    stream is closed, even while it waits for its next token."""
+    waiter = asyncio.ensure_future(cut.wait())
+    step: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(stream))
+            await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                yield error_event(AdapterVersionCut(target.adapter, target.version or ""))
+                return
+            try:
+                event = step.result()
+            except StopAsyncIteration:
+                return
+            step = None
+            yield event
+    finally:
+        waiter.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                await step
+        closing = getattr(stream, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
 async def _primed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -72,6 +72,10 @@ class RolloutPolicy(BaseModel):
     gate: GateSettings = GateSettings()
     # Shadow requests in flight at once, per adapter; more are skipped, never queued.
     shadow_max_in_flight: int = Field(4, ge=1)
+    # A canary splits by caller (sticky) once it has seen this many distinct callers in
+    # the stage; before that, by request, so that both versions get traffic even behind
+    # one application key.
+    min_sticky_callers: int = Field(20, ge=1)
 
 
 class State(StrEnum):
@@ -167,6 +171,9 @@ class Rollout:
     stats: dict[str, RoleStats] = field(
         default_factory=lambda: {role: RoleStats() for role in ROLES})
     decisions: list[Decision] = field(default_factory=list)
+    # Distinct callers the current canary stage has seen (their places, up to the policy's
+    # min_sticky_callers: no key is kept).
+    callers: set[float] = field(default_factory=set)
 
     @property
     def current(self) -> Stage:
@@ -178,10 +185,24 @@ class Rollout:
 
     # -- routing -------------------------------------------------------------------------
 
-    def answers_with_candidate(self, caller: str) -> bool:
-        """Canary: whether ``caller`` is in the candidate's share (the same answer each time)."""
-        return self.active and self.current.mode == "canary" and (
-            bucket(self.name, caller) < self.current.share)
+    def answers_with_candidate(self, caller: str, draw: float) -> bool:
+        """Canary: whether this request of ``caller`` goes to the candidate.
+
+        By caller (the same answer each time) once the stage has seen enough distinct
+        callers; until then by request (``draw`` uniform in [0, 1)): with a single
+        application key a split by caller would send all or nothing to the candidate,
+        and the gate would never see both sides.
+        """
+        if not (self.active and self.current.mode == "canary"):
+            return False
+        place = bucket(self.name, caller)
+        if not self.by_caller:
+            self.callers.add(place)
+        return (place if self.by_caller else draw) < self.current.share
+
+    @property
+    def by_caller(self) -> bool:
+        return len(self.callers) >= self.policy.min_sticky_callers
 
     def wants_shadow(self, draw: float) -> bool:
         """Shadow: whether this request (``draw`` uniform in [0, 1)) is copied."""
@@ -251,6 +272,7 @@ class Rollout:
         if decision.action is Action.ADVANCE:
             self.stage += 1
             self.stats = {role: RoleStats() for role in ROLES}
+            self.callers = set()
         elif decision.action is Action.PROMOTE:
             self.state = State.PROMOTED
         elif decision.action is Action.ROLLBACK:
@@ -283,6 +305,11 @@ class Rollout:
         return {"name": self.name, "state": self.state.value, "stage": self.stage,
                 "stages": [s.model_dump() for s in self.policy.stages],
                 "current": self.current.model_dump() if self.active else None,
+                # How the running canary splits: "caller" (sticky) or "request" (too few
+                # distinct callers seen yet); None outside a canary.
+                "split": (("caller" if self.by_caller else "request")
+                          if self.active and self.current.mode == "canary" else None),
+                "callers_seen": len(self.callers),
                 "stable": {"version": self.stable, "digest": self.stable_digest,
                            **self.origins.get(STABLE, {})},
                 "candidate": {"version": self.candidate, "digest": self.candidate_digest,

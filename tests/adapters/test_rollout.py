@@ -88,17 +88,30 @@ def test_a_canary_caller_stays_on_one_version() -> None:
     rollout = _rollout()
     rollout.manual(Action.ADVANCE, "operator")  # to the canary stage
     callers = [f"key-{index}" for index in range(2000)]
-    chosen = {c for c in callers if rollout.answers_with_candidate(c)}
-    assert all(rollout.answers_with_candidate(c) for c in chosen)  # the same every time
+    for caller in callers[:20]:  # enough distinct callers to split by caller
+        rollout.answers_with_candidate(caller, 0.0)
+    assert rollout.by_caller and rollout.as_dict()["split"] == "caller"
+    # The draw no longer matters: each caller gets the same answer every time.
+    chosen = {c for c in callers if rollout.answers_with_candidate(c, 0.0)}
+    assert all(rollout.answers_with_candidate(c, 0.99) for c in chosen)
     assert 0.15 < len(chosen) / len(callers) < 0.25
     assert not rollout.wants_shadow(0.0)  # no shadow in a canary stage
     assert 0 <= bucket("ticket-router", "key-1") < 1
 
 
+def test_a_canary_with_too_few_callers_splits_by_request() -> None:
+    """One application key: a split by caller would send all or nothing to the candidate."""
+    rollout = _rollout()
+    rollout.manual(Action.ADVANCE, "operator")  # to the canary stage (share 0.2)
+    assert rollout.answers_with_candidate("the-one-key", 0.1)
+    assert not rollout.answers_with_candidate("the-one-key", 0.3)
+    assert rollout.as_dict()["split"] == "request" and not rollout.by_caller
+
+
 def test_shadow_copies_its_share_and_answers_nobody() -> None:
     rollout = _rollout()
     assert rollout.wants_shadow(0.49) and not rollout.wants_shadow(0.5)
-    assert not any(rollout.answers_with_candidate(f"key-{i}") for i in range(100))
+    assert not any(rollout.answers_with_candidate(f"key-{i}", 0.0) for i in range(100))
 
 
 def test_a_rollout_is_stored_and_read_back_whole() -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from gateway.adapters.serving.claims import ClaimBoard
 from gateway.adapters.serving.publish import ResolverPublisher
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.service import AdapterService
-from gateway.adapters.serving.staging import stage_adapter
+from gateway.adapters.serving.staging import stage_adapter, staged_path
 from gateway.adapters.store.validation import AdapterPolicy
 from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError
@@ -91,6 +92,30 @@ async def test_a_failed_probe_withdraws_a_folder_nobody_else_claims(
     await service.engine.aclose()
 
 
+def _twice_at_once(write: Callable[[], object], target: Path) -> None:
+    """Runs ``write`` in two threads at once, five times over; whoever finishes first
+    has placed a copy that others may read from then on: it must be the one that stays."""
+    for attempt in range(5):
+        if target.exists():
+            os.rename(target, target.parent / f"old-{attempt}")
+        start = threading.Barrier(2)
+        finished: list[int] = []
+
+        def run(start: threading.Barrier = start, finished: list[int] = finished) -> None:
+            start.wait()
+            write()
+            finished.append(os.stat(target).st_ino)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(finished) == 2
+        assert finished[0] == os.stat(target).st_ino, (
+            "the second writer replaced the copy the first had already placed")
+
+
 def test_two_replicas_publishing_one_id_at_once_keep_the_first_copy(
     make_spec: SpecFactory, tmp_path: Path
 ) -> None:
@@ -98,28 +123,17 @@ def test_two_replicas_publishing_one_id_at_once_keep_the_first_copy(
     staged = stage_adapter(spec, tmp_path / "staging")
     engine_id = f"foo--{spec.short_digest}"
     resolver = tmp_path / "resolver"
-    for attempt in range(5):
-        target = resolver / engine_id
-        if target.exists():
-            os.rename(target, resolver / f"old-{attempt}")
-        start = threading.Barrier(2)
-        finished: list[int] = []
+    publisher = _publisher("http://unused", resolver)
+    _twice_at_once(lambda: publisher._write(engine_id, staged), resolver / engine_id)
+    assert _intact(resolver / engine_id)
 
-        def publish(start: threading.Barrier = start, finished: list[int] = finished,
-                    target: Path = target) -> None:
-            start.wait()
-            _publisher("http://unused", resolver)._write(engine_id, staged)
-            # Whoever finished first has a copy that servers may read from now on.
-            finished.append(os.stat(target).st_ino)
 
-        threads = [threading.Thread(target=publish) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert finished[0] == os.stat(target).st_ino, (
-            "the second publisher replaced the copy the first had already published")
-        assert _intact(target)
+def test_two_workers_staging_one_version_at_once_keep_the_first_copy(
+    make_spec: SpecFactory, tmp_path: Path
+) -> None:
+    spec = make_spec("foo")
+    staging = tmp_path / "staging"
+    _twice_at_once(lambda: stage_adapter(spec, staging), staged_path(spec, staging))
 
 
 def test_a_withdraw_after_a_crash_mid_withdraw_still_removes_the_folder(

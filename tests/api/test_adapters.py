@@ -443,9 +443,9 @@ async def test_a_swap_lets_running_requests_finish_on_their_version(
     assert (await load(client, "alpha-2", replace=True)).status_code == 201
     fast = await chat(client, "alpha")
     assert fast.headers["x-adapter-version"] == "2"
-    pinned = await chat(client, "alpha@1")  # a draining version still serves pins
-    assert [r["model"] for r in fake_engine.requests] == [old, new, old]
-    assert pinned.headers["x-adapter-version"] == "1"
+    pinned = await chat(client, "alpha@1")  # nothing new enters a draining version
+    assert pinned.status_code == 404 and "versions: ['2']" in pinned.json()["error"]["message"]
+    assert [r["model"] for r in fake_engine.requests] == [old, new]
     listed = {v["version"]: v for v in (await client.get("/v1/adapters/alpha")).json()["versions"]}
     assert (listed["1"]["state"], listed["1"]["in_flight"]) == ("draining", 1)
     assert unloads(fake_engine) == [] and not slow.done()
@@ -529,3 +529,69 @@ async def test_claims_stay_fresh_while_the_store_is_still_loading(
         finally:
             fake_engine.load_gate.set()
         await asyncio.wait_for(app.state.adapters.store_loaded.wait(), timeout=30)
+
+
+# -- drains are bounded ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def short_drain(make_settings: SettingsFactory, staging: Path
+                      ) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(adapters={"staging_dir": str(staging), "drain_timeout_s": 0.5})
+    async for client in start(create_app(settings)):
+        yield client
+
+
+async def _stream_events(client: httpx.AsyncClient, model: str) -> list[str]:
+    body = {"model": model, "messages": HI, "stream": True}
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        return [line async for line in response.aiter_lines() if line.startswith("data:")]
+
+
+async def test_pins_never_keep_a_replaced_version_alive_and_its_drain_ends_by_its_deadline(
+    short_drain: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    client = short_drain
+    adapter(store, "alpha")
+    adapter(store, "alpha", folder="alpha-2", version="2", seed=1)
+    await load(client, "alpha")
+    fake_engine.enqueue("a long stream on version 1", hold_after=2)
+    streaming = asyncio.create_task(_stream_events(client, "alpha@1"))
+    await eventually(lambda: len(fake_engine.requests) == 1)
+    held = asyncio.Event()
+    fake_engine.enqueue("a long answer on version 1", gate=held)
+    waiting = asyncio.create_task(chat(client, "alpha@1"))
+    await eventually(lambda: len(fake_engine.requests) == 2)
+    assert (await load(client, "alpha-2", replace=True)).status_code == 201
+    # Overlapping pins used to keep version 1 draining for ever; now nothing new enters it.
+    late = await chat(client, "alpha@1")
+    assert late.status_code == 404 and "versions: ['2']" in late.json()["error"]["message"]
+    # Past the deadline both requests end with a clear error, and version 1 leaves.
+    try:
+        answer = await asyncio.wait_for(waiting, timeout=30)
+    finally:
+        held.set()
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "adapter_version_retired"
+    events = await asyncio.wait_for(streaming, timeout=30)
+    assert "adapter_version_retired" in events[-1]
+    await eventually(lambda: len(unloads(fake_engine)) == 1)
+    samples = parse((await client.get("/metrics")).text)
+    assert value(samples, "gateway_adapter_requests_cut_total", adapter="alpha") == 2
+
+
+async def test_removing_an_adapter_returns_by_its_drain_deadline_despite_requests(
+    short_drain: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    client = short_drain
+    adapter(store, "alpha")
+    await load(client, "alpha")
+    fake_engine.enqueue("a long stream", hold_after=2)
+    streaming = asyncio.create_task(_stream_events(client, "alpha"))
+    await eventually(lambda: len(fake_engine.requests) == 1)
+    removed = await asyncio.wait_for(client.delete("/v1/adapters/alpha"), timeout=30)
+    assert removed.status_code == 200
+    events = await asyncio.wait_for(streaming, timeout=30)
+    assert "adapter_version_retired" in events[-1]
+    assert (await chat(client, "alpha")).status_code == 404

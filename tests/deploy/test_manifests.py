@@ -186,7 +186,7 @@ def test_the_gateway_drains_before_it_is_killed(overlay: str) -> None:
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/health"
     pre_stop = gateway["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod["terminationGracePeriodSeconds"] > pre_stop + settings.adapters.drain_timeout_s
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + settings.drain_deadline_s()
     budget = find(overlay, "PodDisruptionBudget", "adapter-gateway")["spec"]
     scaler = find(overlay, "HorizontalPodAutoscaler", "adapter-gateway")["spec"]
     assert budget["minAvailable"] < scaler["minReplicas"]

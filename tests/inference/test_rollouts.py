@@ -132,6 +132,8 @@ async def test_a_canary_caller_stays_on_one_version(
 ) -> None:
     await _start(client, str(store / "new" / "router" / "good"),
                  {"stages": [{"mode": "canary", "share": 0.5}], "gate": {"min_checks": 1000}})
+    for user in range(20):  # enough distinct callers for the canary to split by caller
+        await client.post("/v1/chat/completions", json=_ask(), headers={"x-user": f"u{user}"})
     seen: dict[str, set[str]] = {}
     for _ in range(3):
         for user in range(20):
@@ -140,6 +142,44 @@ async def test_a_canary_caller_stays_on_one_version(
             seen.setdefault(f"user-{user}", set()).add(answer.headers["x-adapter-version"])
     assert all(len(versions) == 1 for versions in seen.values())
     assert set().union(*seen.values()) == {"1", "2"}
+
+
+async def test_a_canary_behind_one_application_key_splits_by_request_and_decides(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    await _start(client, str(store / "new" / "router" / "good"),
+                 {"stages": [{"mode": "canary", "share": 0.5}], "gate": FAST_GATE})
+    ids = _engine_ids(app)
+    fake_engine.contents = {ids["1"]: TICKET, ids["2"]: TICKET}
+    status = (await client.get("/v1/adapters/router/rollout")).json()
+    assert status["split"] == "request"
+    answers = await _traffic(client, app, 80, users=1)  # every request: the same key
+    assert {a.headers["x-adapter-version"] for a in answers[:40]} == {"1", "2"}
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "promoted", rollout["stats"]
+
+
+async def test_pins_reach_only_what_is_public_for_the_caller(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    await _start(client, str(store / "new" / "router" / "good"),
+                 {**POLICY, "gate": {**FAST_GATE, "min_checks": 1000}})
+    fake_engine.default_content = TICKET
+    # In its shadow stage the candidate answers nobody, pinned or not, and is not listed.
+    pinned = await client.post("/v1/chat/completions", json={**_ask(), "model": "router@2"})
+    assert pinned.status_code == 404
+    assert "versions: ['1']" in pinned.json()["error"]["message"]
+    stable = await client.post("/v1/chat/completions", json={**_ask(), "model": "router@1"})
+    assert stable.status_code == 200 and stable.headers["x-adapter-version"] == "1"
+    # In its canary it answers a pin only for the callers the canary gives it.
+    await client.post("/v1/adapters/router/rollout/advance", json={"reason": "test"})
+    versions = set()
+    for user in range(40):
+        answer = await client.post("/v1/chat/completions", json={**_ask(), "model": "router@2"},
+                                   headers={"x-user": f"user-{user}"})
+        assert answer.status_code in (200, 404)
+        versions.add(answer.headers.get("x-adapter-version"))
+    assert versions == {"2", None}
 
 
 async def test_shadow_copies_stay_within_their_budget_and_never_delay_the_client(

@@ -21,16 +21,15 @@ exactly the bytes that were validated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from gateway.adapters.serving.staging import discard, place, sweep
 from gateway.adapters.store import folder as files
 from gateway.adapters.store.peft_config import CONFIG_FILE
 from gateway.adapters.store.validation import DIGEST_FILES
@@ -43,8 +42,6 @@ log = logging.getLogger(__name__)
 _ALREADY_LOADED = "already been loaded"
 # Beside the published files: the store's digest and the published copy's own.
 PUBLISHED_RECORD = "published.json"
-# The prefix of a published folder being deleted.
-_WITHDRAWN = ".withdrawn-"
 
 
 class Publisher(Protocol):
@@ -146,32 +143,9 @@ class ResolverPublisher:
             for path in scratch.iterdir():
                 os.chmod(path, 0o644)
             os.chmod(scratch, 0o755)
-            self._place(scratch, target, store_digest)
+            place(scratch, target, lambda folder: self._intact(folder, store_digest))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-
-    def _place(self, scratch: Path, target: Path, store_digest: str) -> None:
-        """Renames ``scratch`` to ``target`` only where no intact copy is: a copy another
-        process published meanwhile (engines may read it already) is kept, never deleted."""
-        for _ in range(3):
-            try:
-                scratch.rename(target)
-                return
-            except OSError:
-                if self._intact(target, store_digest):
-                    return  # published by another process first: theirs stays
-            # An outdated copy (another base model) or a tampered one: moved aside whole
-            # (one rename, so no server reads it half deleted), then replaced.
-            self._discard(target)
-        raise OSError(f"could not publish {target}: it keeps changing under this process")
-
-    def _discard(self, target: Path) -> None:
-        """Renames ``target`` to a unique hidden name, then deletes it; a crash between the
-        two leaves only a hidden folder, swept by the next withdraw of the same id."""
-        doomed = self.folder / f"{_WITHDRAWN}{target.name}-{secrets.token_hex(4)}"
-        with contextlib.suppress(FileNotFoundError):
-            target.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
 
     def _intact(self, target: Path, store_digest: str) -> bool:
         try:
@@ -191,6 +165,5 @@ class ResolverPublisher:
             return
         # Renamed away first, so that a server never reads a half-deleted folder; what an
         # earlier withdraw of this id left behind (a crash mid-way) goes too.
-        self._discard(target)
-        for leftover in self.folder.glob(f"{_WITHDRAWN}{engine_id}*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        discard(target)
+        sweep(self.folder, engine_id)

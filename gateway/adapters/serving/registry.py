@@ -1,4 +1,10 @@
-"""In-memory registry of adapter names, their versions, and which version is public.
+"""In-memory registry of adapter names, their versions, and which version answers what.
+
+The registry is the one owner of every version's state: it applies each transition of
+:data:`gateway.adapters.serving.versions.TRANSITIONS` (drawn in docs/adapters.md), and the
+rest of the gateway (the service, the rollouts, the publisher) reacts to what it did.
+Which version is public and which is a rollout's candidate is each version's role, kept
+once, on the version.
 
 Every method except :meth:`AdapterRegistry.wait_drained` is synchronous, so within one
 asyncio loop each check-and-update is atomic. The registry never talks to the engine;
@@ -7,15 +13,15 @@ a hot swap driven by the caller is::
     plan = registry.begin_load(spec, replace=True)   # new version, state loading
     ...engine load of plan.version.engine_id...      # on failure: registry.mark_failed(...)
     registry.mark_ready(plan.version)
-    old = registry.publish(plan.version)             # unpinned requests now get the new one
-    if old and await registry.wait_drained(old, timeout):   # old closes once idle
-        ...engine unload of old.engine_id...
-        registry.forget(old)
+    old = registry.publish(plan.version)             # every request now gets the new one
+    if not await registry.wait_drained(old, deadline):
+        registry.retire(old)                         # running requests end with an error
+    ...engine unload of old.engine_id...
+    registry.forget(old)
 
-Requests call :meth:`resolve` and release the lease when done. ``name`` always
-resolves to the public version, so a swap never shows "not found"; ``name@version``
-also reaches a draining version until it is closed, so pinned requests finish on the
-weights they asked for.
+Requests call :meth:`resolve` and release the lease when done. ``name`` and
+``name@version`` resolve only to a public version: once a version drains, nothing new
+enters it, pins included, so every drain ends by its deadline.
 """
 
 from __future__ import annotations
@@ -32,14 +38,13 @@ from gateway.adapters.errors import (
     AdapterUnavailable,
 )
 from gateway.adapters.serving.snapshots import AdapterSnapshot, VersionSnapshot
-from gateway.adapters.serving.versions import AdapterVersion, Lease, VersionState
+from gateway.adapters.serving.versions import AdapterVersion, Event, Lease, Role, VersionState
 from gateway.adapters.store.manifest import ServingDefaults
 from gateway.adapters.store.validation import AdapterSpec
 
 log = logging.getLogger(__name__)
 
 PIN_SEPARATOR = "@"
-_SERVING = (VersionState.READY, VersionState.DRAINING)
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,15 @@ class LoadPlan:
 @dataclass
 class _Adapter:
     versions: list[AdapterVersion] = field(default_factory=list)
-    public: AdapterVersion | None = None
-    # A ready version in a rollout: it answers only the requests the rollout gives it.
-    candidate: AdapterVersion | None = None
+
+    @property
+    def public(self) -> AdapterVersion | None:
+        return next((v for v in self.versions if v.role is Role.PUBLIC), None)
+
+    @property
+    def candidate(self) -> AdapterVersion | None:
+        """A ready version in a rollout: it answers only the requests the rollout gives it."""
+        return next((v for v in self.versions if v.role is Role.CANDIDATE), None)
 
     def live(self) -> list[AdapterVersion]:
         return [v for v in self.versions if v.state in (VersionState.LOADING, VersionState.READY)]
@@ -104,23 +115,28 @@ class AdapterRegistry:
         if version.state is VersionState.DRAINING and version.cancelled:
             version.settled.set()
             return False
-        self._expect(version, VersionState.LOADING, "mark_ready")
-        version.state = VersionState.READY
-        version.loaded_at = time.time()
+        version.apply(Event.LOADED)
         version.load_seconds = (
             load_seconds if load_seconds is not None else time.monotonic() - version.started
         )
-        version.settled.set()
         return True
 
     def mark_failed(self, version: AdapterVersion, reason: str, message: str) -> None:
         """Record that the engine refused the version; it stays listed with its reason."""
-        if not (version.state is VersionState.LOADING or version.cancelled):
-            self._expect(version, VersionState.LOADING, "mark_failed")
-        version.state = VersionState.FAILED
         version.failure_reason, version.failure_message = reason, message
-        version.settled.set()
+        version.apply(Event.LOAD_FAILED)
         log.warning("adapter %s version %s failed: %s", version.name, version.version, reason)
+
+    def retry(self, version: AdapterVersion) -> bool:
+        """A failed version loads again (its failure was the engine's). False: a newer
+        version of its name was loaded meanwhile, or it is no longer listed."""
+        entry = self._adapters.get(version.name)
+        if (entry is None or version not in entry.versions
+                or version.state is not VersionState.FAILED or entry.live()):
+            return False
+        version.apply(Event.RETRIED)
+        version.started = time.monotonic()
+        return True
 
     async def wait_settled(self, version: AdapterVersion) -> VersionState:
         """Wait until a loading version is ready or failed (for idempotent concurrent loads)."""
@@ -129,12 +145,14 @@ class AdapterRegistry:
 
     def publish(self, version: AdapterVersion) -> AdapterVersion | None:
         """Make a ready version the public one; the one it replaces (now draining) is returned."""
-        self._expect(version, VersionState.READY, "publish")
         entry = self._entry(version.name)
-        previous, entry.public = entry.public, version
-        if previous is None or previous is version:
+        previous = entry.public
+        if previous is version:
             return None
-        previous.state = VersionState.DRAINING
+        version.apply(Event.PUBLISHED)
+        if previous is None:
+            return None
+        previous.apply(Event.RETIRED)
         log.info(
             "adapter %s: version %s public, %s draining",
             version.name,
@@ -150,15 +168,15 @@ class AdapterRegistry:
 
         Returns the stable version. Nothing is public yet for the name: publish instead.
         """
-        self._expect(version, VersionState.READY, "hold")
         entry = self._entry(version.name)
-        if entry.public is None:
+        stable = entry.public
+        if stable is None:
             raise AdapterStateError(f"adapter {version.name!r} has no public version to roll "
                                     "out against; publish this one instead")
-        entry.candidate = version
+        version.apply(Event.HELD)
         log.info("adapter %s: version %s is the candidate beside %s", version.name,
-                 version.version, entry.public.version)
-        return entry.public
+                 version.version, stable.version)
+        return stable
 
     def candidate(self, name: str) -> AdapterVersion | None:
         entry = self._adapters.get(name)
@@ -166,29 +184,25 @@ class AdapterRegistry:
 
     def promote(self, name: str) -> AdapterVersion | None:
         """The candidate becomes public; the old public version (now draining) is returned."""
-        entry = self._entry(name)
-        candidate = entry.candidate
+        candidate = self._entry(name).candidate
         if candidate is None:
             raise AdapterStateError(f"adapter {name!r} has no candidate version to promote")
-        entry.candidate = None
         return self.publish(candidate)
 
     def drop_candidate(self, name: str) -> AdapterVersion | None:
         """The candidate leaves service (rolled back or aborted); returned draining."""
         entry = self._adapters.get(name)
         candidate = entry.candidate if entry else None
-        if entry is None or candidate is None:
+        if candidate is None:
             return None
-        entry.candidate = None
-        if candidate.state is VersionState.READY:
-            candidate.state = VersionState.DRAINING
+        candidate.apply(Event.RETIRED)
         log.info("adapter %s: candidate %s dropped", name, candidate.version)
         return candidate
 
     def resolve_candidate(self, name: str) -> Lease | None:
         """A lease on ``name``'s candidate, or None when it has none in service."""
         candidate = self.candidate(name)
-        if candidate is None or candidate.state is not VersionState.READY:
+        if candidate is None or not candidate.serving:
             return None
         candidate.acquire()
         return Lease(candidate, pinned=False)
@@ -236,9 +250,8 @@ class AdapterRegistry:
     async def wait_drained(self, version: AdapterVersion, timeout: float) -> bool:
         """Wait until a draining version has no request in flight, then close it.
 
-        True: it is now unloaded (no new lease can reach it) and may leave the engine.
-        False: requests were still running after ``timeout`` seconds; it stays draining
-        (call :meth:`retire` to close it anyway).
+        True: it is now unloaded and may leave the engine. False: requests were still
+        running after ``timeout`` seconds; it stays draining (:meth:`retire` ends them).
         """
         if version.state is VersionState.UNLOADED:
             return True
@@ -249,16 +262,18 @@ class AdapterRegistry:
                 await asyncio.wait_for(version.idle.wait(), deadline - time.monotonic())
             except TimeoutError:
                 return False
-        # No await between the check above and this line: no lease can slip in.
-        version.state = VersionState.UNLOADED
+        # No await between the check above and this line; and nothing enters a draining
+        # version anyway.
+        version.apply(Event.DRAINED)
         return True
 
     def retire(self, version: AdapterVersion) -> int:
-        """Close a draining version now; returns how many requests were still in flight."""
-        if version.state is not VersionState.UNLOADED:
-            self._expect(version, VersionState.DRAINING, "retire")
-            version.state = VersionState.UNLOADED
-        return version.in_flight
+        """Close a draining version now; its running requests end with an error. Returns
+        how many there were."""
+        if version.state is VersionState.UNLOADED:
+            return 0
+        version.apply(Event.CUT)
+        return version.cut_requests
 
     def remove(self, name: str) -> list[AdapterVersion]:
         """Take ``name`` out of service; returns the versions now draining for the caller.
@@ -267,14 +282,14 @@ class AdapterRegistry:
         already draining is left to whoever is draining it.
         """
         entry = self._entry(name)
-        entry.public = entry.candidate = None
         draining = []
         for version in list(entry.versions):
             if version.state is VersionState.READY:
-                version.state = VersionState.DRAINING
+                version.apply(Event.RETIRED)
                 draining.append(version)
             elif version.state is VersionState.LOADING:
-                version.state, version.cancelled = VersionState.DRAINING, True
+                version.cancelled = True
+                version.apply(Event.RETIRED)
             elif version.state is VersionState.FAILED:
                 self._drop(entry, version)
         self._prune(name)
@@ -301,7 +316,7 @@ class AdapterRegistry:
     # -- helpers -------------------------------------------------------------------------
 
     def _public(self, entry: _Adapter, name: str) -> AdapterVersion:
-        if entry.public is not None:
+        if entry.public is not None and entry.public.serving:
             return entry.public
         if any(v.state is VersionState.LOADING and not v.cancelled for v in entry.versions):
             raise AdapterUnavailable(
@@ -316,15 +331,12 @@ class AdapterRegistry:
                                       "failed." if failed else None))
 
     def _pinned(self, entry: _Adapter, name: str, label: str) -> AdapterVersion:
-        matches = [
-            v
-            for v in entry.versions
-            if v.version == label and v.state in _SERVING and not v.cancelled
-        ]
-        matches.sort(key=lambda v: (v is entry.public, v.state is VersionState.READY))
-        if matches:
-            return matches[-1]
-        served = sorted({v.version for v in entry.versions if v.state in _SERVING})
+        """A pin reaches the public version only: a candidate answers what its rollout
+        gives it, and a draining version takes nothing new."""
+        public = entry.public
+        if public is not None and public.version == label and public.serving:
+            return public
+        served = [public.version] if public is not None else []
         raise AdapterNotFound(
             f"Adapter {name!r} has no version {label!r} in service; versions: {served}. "
             f"Use {name!r} alone for the current one.",

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Coroutine
@@ -171,9 +172,10 @@ class AdapterService:
         None when ``model`` names no adapter. The caller enters the lease at once. During a
         canary, ``caller`` (the sticky key) decides which version answers.
         """
-        rollout = None if PIN_SEPARATOR in model else self.rollouts.active(model)
-        if rollout is not None and rollout.answers_with_candidate(caller):
-            lease = self.registry.resolve_candidate(model)
+        name, _, label = model.partition(PIN_SEPARATOR)
+        rollout = self.rollouts.active(name)
+        if rollout is not None and self._for_candidate(rollout, name, label, caller):
+            lease = self.registry.resolve_candidate(name)
             if lease is not None:
                 return self._target(model, lease, rollout, CANDIDATE)
         try:
@@ -182,7 +184,16 @@ class AdapterService:
             if self.registry.get(model.partition(PIN_SEPARATOR)[0]) is None:
                 return None  # not an adapter name: the resolver reports an unknown model
             raise  # a known adapter: its message lists the versions or the failed load
-        return self._target(model, lease, rollout, STABLE)
+        # A pin of the stable version is outside the rollout's split: not counted by the gate.
+        return self._target(model, lease, None if label else rollout, STABLE)
+
+    def _for_candidate(self, rollout: Rollout, name: str, label: str, caller: str) -> bool:
+        """Whether the candidate answers: ``name`` when the canary gives it this caller, a
+        pin of the candidate's version only then too (it is public for no one else)."""
+        if not rollout.answers_with_candidate(caller, random.random()):
+            return False
+        candidate = self.registry.candidate(name)
+        return not label or (candidate is not None and candidate.version == label)
 
     async def acquire_loaded(self, model: str, caller: str = "") -> TargetLease | None:
         """:meth:`acquire`, waiting up to ``load_wait_s`` for an adapter still on its way.
@@ -250,7 +261,7 @@ class AdapterService:
             role=role if rollout is not None else None,
             report=report,
         )
-        return TargetLease(target, self.recorder.in_flight(label), lease.release)
+        return TargetLease(target, self.recorder.in_flight(label), lease.release, lease.cut)
 
     # -- rollouts --------------------------------------------------------------------------
 
@@ -336,7 +347,7 @@ class AdapterService:
         listed = []
         for name in self.registry.names():
             version = self.registry.public(name)
-            if version is not None and version.state is VersionState.READY:
+            if version is not None and version.serving:
                 listed.append((name, version.engine_id))
         return listed
 
@@ -484,7 +495,15 @@ class AdapterService:
         self._let_go.add(version.engine_id)
         self.claim()
         told = False
+        # Bounded: the others drain by the same deadline, and a claim that is not refreshed
+        # goes stale; past both, this process no longer waits.
+        deadline = time.monotonic() + self.drain_timeout_s + self.claims.stale_after_s
         while self.claims.claimed_elsewhere(version.engine_id):
+            if time.monotonic() > deadline:
+                log.warning("adapter %s@%s is still claimed by another gateway process after "
+                            "its drain deadline; it leaves anyway", version.name,
+                            version.version)
+                return
             if not told:
                 log.info("adapter %s@%s drained here; another gateway process still uses it",
                          version.name, version.version)
@@ -562,10 +581,14 @@ class AdapterService:
             ) from exc
 
     async def _retire(self, version: AdapterVersion) -> None:
-        """Waits until no request uses ``version``, then unloads it from the engine."""
-        while not await self.registry.wait_drained(version, self.drain_timeout_s):
-            log.warning("adapter %s@%s still has %d requests after %.0f s; waiting",
-                        version.name, version.version, version.in_flight, self.drain_timeout_s)
+        """Waits until no request uses ``version`` or its drain deadline passes (then the
+        requests still running end with an error), then unloads it from the engine."""
+        if not await self.registry.wait_drained(version, self.drain_timeout_s):
+            cut = self.registry.retire(version)
+            self.recorder.adapter_requests_cut(version.name, cut)
+            log.warning("adapter %s@%s still had %d requests at its drain deadline (%g s, "
+                        "adapters.drain_timeout_s); they were ended", version.name,
+                        version.version, cut, self.drain_timeout_s)
         await self._until_unclaimed(version)
         if version.loaded_at is not None:
             await self.publisher.withdraw(version.engine_id)

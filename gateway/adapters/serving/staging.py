@@ -7,10 +7,13 @@ store folder is edited (or swapped for a pickle) in between.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.adapters.errors import AdapterRejected, RejectReason
@@ -18,6 +21,9 @@ from gateway.adapters.store import folder as files
 from gateway.adapters.store.validation import DIGEST_FILES, AdapterSpec
 
 log = logging.getLogger(__name__)
+
+# The prefix of a folder being deleted (see discard).
+WITHDRAWN = ".withdrawn-"
 
 
 def staged_path(spec: AdapterSpec, staging_root: Path) -> Path:
@@ -57,14 +63,41 @@ def discard_staged(path: Path, staging_root: Path) -> None:
 
 
 def _install(scratch: Path, target: Path, digest: str) -> None:
-    if target.exists():  # a broken earlier copy; an intact one returned before
-        shutil.rmtree(target, ignore_errors=True)
-    try:
-        scratch.rename(target)
-    except OSError:
-        # Another thread staged the same content first; keep theirs if it is intact.
-        if not _intact(target, digest):
-            raise
+    place(scratch, target, lambda folder: _intact(folder, digest))
+
+
+def place(scratch: Path, target: Path, intact: Callable[[Path], bool]) -> None:
+    """Renames ``scratch`` to ``target`` only where no intact copy is.
+
+    Another process (a worker, a replica) sharing the folder may have placed the same
+    content first, and engines may already read it: an intact copy stays, never deleted.
+    A broken or outdated one is renamed aside whole (so nothing reads it half deleted),
+    then replaced.
+    """
+    for _ in range(3):
+        try:
+            scratch.rename(target)
+            return
+        except OSError:
+            if intact(target):
+                return
+        discard(target)
+    raise OSError(f"could not place {target}: it keeps changing under this process")
+
+
+def discard(target: Path) -> None:
+    """Renames ``target`` to a unique hidden name beside it, then deletes it; a crash
+    between the two leaves only a hidden folder, swept by :func:`sweep`."""
+    doomed = target.parent / f"{WITHDRAWN}{target.name}-{secrets.token_hex(4)}"
+    with contextlib.suppress(FileNotFoundError):
+        target.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def sweep(folder: Path, name: str) -> None:
+    """Deletes what an earlier :func:`discard` of ``name`` left behind."""
+    for leftover in [folder / f"{WITHDRAWN}{name}", *folder.glob(f"{WITHDRAWN}{name}-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _intact(folder: Path, digest: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,9 +44,13 @@ class TargetLease:
     """
 
     def __init__(
-        self, target: ModelTarget, in_flight: InFlight, release: Callable[[], None] | None = None
+        self, target: ModelTarget, in_flight: InFlight, release: Callable[[], None] | None = None,
+        cut: asyncio.Event | None = None,
     ) -> None:
         self.target = target
+        # Set when the version's drain deadline passes with the request still running: the
+        # request ends with AdapterVersionCut (None: the base model, never drained).
+        self.cut = cut
         self._in_flight = in_flight
         self._release = release
         self._entered = False
