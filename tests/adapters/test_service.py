@@ -265,6 +265,24 @@ async def test_reload_engine_after_an_engine_restart(
     assert all(Path(path).is_dir() for path in before.values())
 
 
+async def test_a_load_that_failed_while_the_engine_was_down_is_retried_after_it_restarts(
+    service: AdapterService, fake_engine: FakeEngine, make_spec: SpecFactory
+) -> None:
+    await service.load(make_spec("alpha"))
+    fake_engine.api_key = "not-yet"  # the engine is restarting: it refuses every load
+    with pytest.raises(UpstreamError):
+        await service.load(make_spec("alpha", seed=1, version="2"), replace=True)
+    with pytest.raises(UpstreamError):
+        await service.load(make_spec("beta"))
+    fake_engine.api_key = None
+    await service.reload_engine()  # the watcher never reports the unchanged folders again
+    await eventually(lambda: service.public_names() == [
+        ("alpha", f"alpha--{make_spec('alpha', seed=1).short_digest}"),
+        ("beta", f"beta--{make_spec('beta').short_digest}")])
+    snapshot = service.snapshot("alpha")
+    assert snapshot.public_version == "2"
+
+
 async def test_aclose_cancels_pending_retirements(
     service: AdapterService, fake_engine: FakeEngine, make_spec: SpecFactory
 ) -> None:

@@ -353,3 +353,32 @@ async def test_a_rollout_gates_on_tool_call_deviation(
     rollout = (await client.get("/v1/adapters/router/rollout")).json()
     assert rollout["state"] == "rolled_back"
     assert rollout["last_decision"]["numbers"]["candidate"]["deviations"] == 10
+
+
+async def test_a_restart_after_a_rollback_serves_the_stable_version_not_the_candidate(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
+) -> None:
+    """The rollout began by replacing the store folder, so the folder holds the candidate;
+    once it was rolled back (or aborted), a restart must not publish it as the only version."""
+    settings = make_settings(adapters={"roots": [str(store / "adapters")], "rollout": POLICY,
+                                       "staging_dir": str(store / "staging")})
+    app = create_app(settings)
+    async for client in start(app):
+        folder = store / "adapters" / "router"
+        for name in ("adapter.yaml", "adapter_config.json", "adapter_model.safetensors"):
+            (folder / name).write_bytes((store / "new" / "router" / "bad" / name).read_bytes())
+        loaded = await client.post("/v1/adapters", json={"path": "router", "replace": True})
+        assert loaded.status_code == 201, loaded.text
+        aborted = await client.post("/v1/adapters/router/rollout/abort",
+                                    json={"reason": "it deviates"})
+        assert aborted.json()["state"] == "aborted"
+    again = create_app(settings)
+    async for client in start(again):
+        snapshot = (await client.get("/v1/adapters/router")).json()
+        assert snapshot["public_version"] == "1", snapshot
+        assert [v["version"] for v in snapshot["versions"]] == ["1"]
+        fake_engine.default_content = TICKET
+        answer = await client.post("/v1/chat/completions", json=_ask())
+        assert answer.status_code == 200 and answer.headers["x-adapter-version"] == "1"
+        rollout = (await client.get("/v1/adapters/router/rollout")).json()
+        assert rollout["state"] == "aborted"

@@ -127,12 +127,19 @@ class AdapterRegistry:
         version.apply(Event.LOAD_FAILED)
         log.warning("adapter %s version %s failed: %s", version.name, version.version, reason)
 
+    def failed_on_engine(self, reasons: tuple[str, ...]) -> list[AdapterVersion]:
+        """The newest version of each name, where it failed for one of ``reasons``."""
+        return [entry.versions[-1] for entry in self._adapters.values()
+                if entry.versions and entry.versions[-1].state is VersionState.FAILED
+                and entry.versions[-1].failure_reason in reasons]
+
     def retry(self, version: AdapterVersion) -> bool:
-        """A failed version loads again (its failure was the engine's). False: a newer
-        version of its name was loaded meanwhile, or it is no longer listed."""
+        """A failed version loads again (its failure was the engine's). False: it is no
+        longer the newest version of its name, or another one is loading or rolled out."""
         entry = self._adapters.get(version.name)
-        if (entry is None or version not in entry.versions
-                or version.state is not VersionState.FAILED or entry.live()):
+        if (entry is None or not entry.versions or entry.versions[-1] is not version
+                or version.state is not VersionState.FAILED or entry.candidate is not None
+                or any(v.state is VersionState.LOADING for v in entry.versions)):
             return False
         version.apply(Event.RETRIED)
         version.started = time.monotonic()

@@ -50,11 +50,16 @@ from gateway.rollouts.rollout import (
     Decision,
     Rollout,
     RolloutPolicy,
+    State,
 )
 
 log = logging.getLogger(__name__)
 
 ENGINE_ERROR = ENGINE_LOAD_FAILURE_REASONS[0]
+# A load that failed on the engine is tried again after the engine restarts: this many
+# times, this far apart at first (doubling).
+RETRY_ATTEMPTS = 4
+RETRY_BACKOFF_S = 2.0
 # How a load is rolled out: a policy, True (the configured or default policy), False (a
 # hot swap), or None (the manifest's choice, else the configured one).
 RolloutChoice = RolloutPolicy | bool | None
@@ -339,9 +344,7 @@ class AdapterService:
             return
         self._update_loaded_gauge()
         if retiring is not None:
-            task = asyncio.create_task(self._retire(retiring))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._background(self._retire(retiring))
 
     def public_names(self) -> list[tuple[str, str]]:
         listed = []
@@ -362,7 +365,26 @@ class AdapterService:
         for spec in result.valid:
             if spec.digest in resumed.get(spec.name, ()):
                 continue  # loaded with its rollout
-            await self._load_logged(spec, spec.path)
+            await self._load_logged(await self._unless_rejected(spec), spec.path)
+
+    async def _unless_rejected(self, spec: AdapterSpec) -> AdapterSpec:
+        """The version to serve for a store folder: its own, unless the folder holds the
+        candidate of a rollout that was rolled back or aborted (it began by replacing the
+        folder); then that rollout's stable version, from its staged copy."""
+        rollout = self.rollouts.get(spec.name)
+        if (rollout is None or rollout.active or rollout.state is State.PROMOTED
+                or rollout.candidate_digest != spec.digest):
+            return spec
+        stable = await asyncio.to_thread(self._recover, rollout, STABLE)
+        if stable is None:
+            log.error("adapter %s: the store folder holds version %s, which was %s, and the "
+                      "stable version %s is gone; serving the folder's", spec.name,
+                      rollout.candidate, rollout.state.value, rollout.stable)
+            return spec
+        log.warning("adapter %s: the store folder holds version %s, which was %s; serving "
+                    "the stable version %s. Replace the folder to roll out again.", spec.name,
+                    rollout.candidate, rollout.state.value, rollout.stable)
+        return stable
 
     async def _resume_rollouts(self) -> dict[str, tuple[str, str]]:
         """Loads both versions of each running rollout again (after a restart)."""
@@ -405,7 +427,10 @@ class AdapterService:
         return None
 
     async def reload_engine(self) -> None:
-        """Loads every serving version again, after the engine restarted and lost them."""
+        """After the engine restarted: loads every serving version again (it lost them),
+        and retries, with backoff, the loads that failed on the engine meanwhile."""
+        for failed in self.registry.failed_on_engine(ENGINE_LOAD_FAILURE_REASONS):
+            self._background(self._retry(failed))
         if self.publisher.lazy:
             return  # the engines load from the resolver store on first use
         for name in self.registry.names():
@@ -413,6 +438,26 @@ class AdapterService:
             for version in snapshot.versions if snapshot else ():
                 if version.state in (VersionState.READY, VersionState.DRAINING):
                     await self._reload(version.engine_id)
+
+    async def _retry(self, version: AdapterVersion) -> None:
+        """Loads a version again whose load failed on the engine (a crash, a restart):
+        ``RETRY_ATTEMPTS`` tries, ``RETRY_BACKOFF_S`` apart and doubling. The watcher would
+        never report its unchanged folder again."""
+        delay = RETRY_BACKOFF_S
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            async with self._locks[version.name]:
+                if not self.registry.retry(version):
+                    return  # superseded meanwhile (a newer load, a removal)
+                log.info("adapter %s@%s: loading again after the engine restarted (try %d)",
+                         version.name, version.version, attempt)
+                self.claim()
+                try:
+                    await self._load_version(version, time.perf_counter())
+                    return
+                except GatewayError:
+                    pass
+            await asyncio.sleep(delay)
+            delay *= 2
 
     async def _reload(self, engine_id: str) -> None:
         found = self.registry.find(engine_id)
@@ -442,7 +487,7 @@ class AdapterService:
             return
         if event.previous_name and event.previous_name != event.spec.name:
             await self.unload(event.previous_name)
-        await self._load_logged(event.spec, event.folder)
+        await self._load_logged(await self._unless_rejected(event.spec), event.folder)
 
     async def _load_logged(self, spec: AdapterSpec, folder: Path) -> None:
         """Loads for the store (start-up, watcher): one bad adapter never stops the others."""
@@ -551,9 +596,13 @@ class AdapterService:
         log.info("adapter %s@%s (digest %s) live as %s in %.2f s", spec.name, spec.version,
                  spec.short_digest, version.engine_id, seconds)
         if old is not None:
-            task = asyncio.create_task(self._retire(old))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
+            self._background(self._retire(old))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` beside the caller; cancelled at :meth:`aclose`."""
+        task = asyncio.create_task(work)
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _check_schema(self, spec: AdapterSpec) -> None:
         """A manifest's default schema must exist, or every request to it would fail."""
