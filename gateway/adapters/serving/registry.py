@@ -37,9 +37,8 @@ from gateway.adapters.errors import (
     AdapterStateError,
     AdapterUnavailable,
 )
-from gateway.adapters.serving.snapshots import AdapterSnapshot, VersionSnapshot
+from gateway.adapters.serving.snapshots import AdapterSnapshot
 from gateway.adapters.serving.versions import AdapterVersion, Event, Lease, Role, VersionState
-from gateway.adapters.store.manifest import ServingDefaults
 from gateway.adapters.store.validation import AdapterSpec
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,59 @@ class _Adapter:
         """A ready version in a rollout: it answers only the requests the rollout gives it."""
         return next((v for v in self.versions if v.role is Role.CANDIDATE), None)
 
+    def snapshot(self, name: str) -> AdapterSnapshot:
+        return AdapterSnapshot.of(name, self.versions, self.public, self.candidate)
+
     def live(self) -> list[AdapterVersion]:
         return [v for v in self.versions if v.state in (VersionState.LOADING, VersionState.READY)]
+
+    def serving_public(self, name: str) -> AdapterVersion:
+        """The public version, or why there is none (503 while loading, else 404)."""
+        if self.public is not None and self.public.serving:
+            return self.public
+        if any(v.state is VersionState.LOADING and not v.cancelled for v in self.versions):
+            raise AdapterUnavailable(
+                f"Adapter {name!r} is still loading; retry in a few seconds.",
+                param="model",
+                headers={"Retry-After": "2"},
+            )
+        failed = [v for v in self.versions if v.state is VersionState.FAILED]
+        detail = f" Its last load failed: {failed[-1].failure_message}" if failed else ""
+        raise AdapterNotFound(f"Adapter {name!r} is not being served.{detail}", param="model",
+                              public=(f"Adapter {name!r} is not being served: its last load "
+                                      "failed." if failed else None))
+
+    def pinned(self, name: str, label: str) -> AdapterVersion:
+        """A pin reaches the public version only: a candidate answers what its rollout
+        gives it, and a draining version takes nothing new."""
+        public = self.public
+        if public is not None and public.version == label and public.serving:
+            return public
+        served = [public.version] if public is not None else []
+        raise AdapterNotFound(
+            f"Adapter {name!r} has no version {label!r} in service; versions: {served}. "
+            f"Use {name!r} alone for the current one.",
+            param="model",
+        )
+
+    def check_conflict(self, spec: AdapterSpec, replace: bool) -> None:
+        if self.candidate is not None:
+            raise AdapterConflict(
+                f"Version {self.candidate.version!r} of adapter {spec.name!r} is being rolled "
+                "out; promote or abort that rollout before loading another version."
+            )
+        live = self.live()
+        if any(v.state is VersionState.LOADING for v in live):
+            raise AdapterConflict(
+                f"Another version of adapter {spec.name!r} is loading; retry when it is done."
+            )
+        if live and not replace:
+            current = live[-1]
+            raise AdapterConflict(
+                f"Adapter {spec.name!r} is already served as version {current.version!r} with "
+                f"other content (digest {current.digest[:12]}); ask to replace it, remove it "
+                "first, or choose another name."
+            )
 
 
 class AdapterRegistry:
@@ -99,7 +149,7 @@ class AdapterRegistry:
             if version.digest == spec.digest:
                 self._update_manifest(entry, version, spec)
                 return LoadPlan(version, created=False)
-        self._check_conflict(entry, spec, replace)
+        entry.check_conflict(spec, replace)
         for failed in [v for v in entry.versions if v.state is VersionState.FAILED]:
             self._drop(entry, failed)  # a new attempt supersedes earlier failures
         version = AdapterVersion(spec, self._label(entry, spec), self._engine_id(spec))
@@ -224,7 +274,7 @@ class AdapterRegistry:
             raise AdapterNotFound(
                 f"No adapter named {name!r}; GET /v1/adapters lists them.", param="model"
             )
-        version = self._pinned(entry, name, label) if pinned else self._public(entry, name)
+        version = entry.pinned(name, label) if pinned else entry.serving_public(name)
         version.acquire()
         return Lease(version, pinned=bool(pinned))
 
@@ -314,60 +364,13 @@ class AdapterRegistry:
     # -- listing -------------------------------------------------------------------------
 
     def list(self) -> list[AdapterSnapshot]:
-        return [self._snapshot(name, entry) for name, entry in sorted(self._adapters.items())]
+        return [entry.snapshot(name) for name, entry in sorted(self._adapters.items())]
 
     def get(self, name: str) -> AdapterSnapshot | None:
         entry = self._adapters.get(name)
-        return self._snapshot(name, entry) if entry else None
+        return entry.snapshot(name) if entry else None
 
     # -- helpers -------------------------------------------------------------------------
-
-    def _public(self, entry: _Adapter, name: str) -> AdapterVersion:
-        if entry.public is not None and entry.public.serving:
-            return entry.public
-        if any(v.state is VersionState.LOADING and not v.cancelled for v in entry.versions):
-            raise AdapterUnavailable(
-                f"Adapter {name!r} is still loading; retry in a few seconds.",
-                param="model",
-                headers={"Retry-After": "2"},
-            )
-        failed = [v for v in entry.versions if v.state is VersionState.FAILED]
-        detail = f" Its last load failed: {failed[-1].failure_message}" if failed else ""
-        raise AdapterNotFound(f"Adapter {name!r} is not being served.{detail}", param="model",
-                              public=(f"Adapter {name!r} is not being served: its last load "
-                                      "failed." if failed else None))
-
-    def _pinned(self, entry: _Adapter, name: str, label: str) -> AdapterVersion:
-        """A pin reaches the public version only: a candidate answers what its rollout
-        gives it, and a draining version takes nothing new."""
-        public = entry.public
-        if public is not None and public.version == label and public.serving:
-            return public
-        served = [public.version] if public is not None else []
-        raise AdapterNotFound(
-            f"Adapter {name!r} has no version {label!r} in service; versions: {served}. "
-            f"Use {name!r} alone for the current one.",
-            param="model",
-        )
-
-    def _check_conflict(self, entry: _Adapter, spec: AdapterSpec, replace: bool) -> None:
-        if entry.candidate is not None:
-            raise AdapterConflict(
-                f"Version {entry.candidate.version!r} of adapter {spec.name!r} is being rolled "
-                "out; promote or abort that rollout before loading another version."
-            )
-        live = entry.live()
-        if any(v.state is VersionState.LOADING for v in live):
-            raise AdapterConflict(
-                f"Another version of adapter {spec.name!r} is loading; retry when it is done."
-            )
-        if live and not replace:
-            current = live[-1]
-            raise AdapterConflict(
-                f"Adapter {spec.name!r} is already served as version {current.version!r} with "
-                f"other content (digest {current.digest[:12]}); ask to replace it, remove it "
-                "first, or choose another name."
-            )
 
     def _update_manifest(self, entry: _Adapter, version: AdapterVersion, spec: AdapterSpec) -> None:
         if version.spec.fingerprint == spec.fingerprint:
@@ -419,16 +422,3 @@ class AdapterRegistry:
                 f"{operation} needs adapter {version.name!r} version {version.version!r} to be "
                 f"{state.value}, but it is {version.state.value}."
             )
-
-    @staticmethod
-    def _snapshot(name: str, entry: _Adapter) -> AdapterSnapshot:
-        shown = entry.public or (entry.versions[-1] if entry.versions else None)
-        return AdapterSnapshot(
-            name=name,
-            public_version=entry.public.version if entry.public else None,
-            description=shown.spec.description if shown else "",
-            serving=shown.spec.serving if shown else ServingDefaults(),
-            versions=tuple(VersionSnapshot.of(v, public=v is entry.public,
-                                              candidate=v is entry.candidate)
-                           for v in entry.versions),
-        )

@@ -63,3 +63,16 @@ class AdapterSnapshot(BaseModel):
     description: str
     serving: ServingDefaults
     versions: tuple[VersionSnapshot, ...]
+
+    @classmethod
+    def of(cls, name: str, versions: list[AdapterVersion], public: AdapterVersion | None,
+           candidate: AdapterVersion | None) -> AdapterSnapshot:
+        shown = public or (versions[-1] if versions else None)
+        return cls(
+            name=name,
+            public_version=public.version if public else None,
+            description=shown.spec.description if shown else "",
+            serving=shown.spec.serving if shown else ServingDefaults(),
+            versions=tuple(VersionSnapshot.of(v, public=v is public, candidate=v is candidate)
+                           for v in versions),
+        )

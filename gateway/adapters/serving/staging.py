@@ -54,6 +54,19 @@ def stage_adapter(spec: AdapterSpec, staging_root: Path) -> Path:
     return target
 
 
+def stage_checked(spec: AdapterSpec, staging_root: Path) -> Path:
+    """:func:`stage_adapter`, with files that vanish meanwhile as a typed refusal."""
+    try:
+        return stage_adapter(spec, staging_root)
+    except OSError as exc:
+        raise AdapterRejected(
+            RejectReason.MISSING_FILES,
+            f"the files of adapter {spec.name!r} changed or vanished while being staged "
+            f"({exc.strerror or exc}); load it again once its folder is complete",
+            path=spec.path,
+        ) from exc
+
+
 def discard_staged(path: Path, staging_root: Path) -> None:
     """Delete a staged copy once the engine has unloaded it."""
     if path.parent.resolve() == staging_root.resolve():
