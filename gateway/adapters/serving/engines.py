@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from gateway.adapters.serving.claims import ClaimBoard
 from gateway.adapters.serving.publish import Publisher
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.staging import discard_staged, stage_adapter, staged_path
-from gateway.adapters.serving.versions import AdapterVersion
+from gateway.adapters.serving.versions import AdapterVersion, VersionState
 from gateway.adapters.store.validation import AdapterSpec
 from gateway.errors import GatewayError
 from gateway.metrics import Recorder
@@ -50,10 +49,6 @@ class EngineCopies:
         if self.claims is not None:
             self.claims.withdraw()
 
-    def let_go(self, engine_id: str) -> None:
-        """``engine_id`` left the registry here (its claim, if any, may go)."""
-        self._let_go.discard(engine_id)
-
     def claim(self) -> None:
         """Tells the other processes which versions this one still uses."""
         if self.claims is not None:
@@ -79,41 +74,41 @@ class EngineCopies:
         except OSError as exc:
             log.error("could not withdraw %s after its failed load: %s", engine_id, exc)
 
-    async def until_unclaimed(self, version: AdapterVersion) -> None:
-        """Waits until no other gateway process uses ``version`` (its drain, not ours)."""
-        if self.claims is None:
-            return
-        self._let_go.add(version.engine_id)
-        self.claim()
-        told = False
-        # Bounded: the others drain by the same deadline, and a claim that is not refreshed
-        # goes stale; past both, this process no longer waits.
-        deadline = time.monotonic() + self.drain_timeout_s + self.claims.stale_after_s
-        while self.claims.claimed_elsewhere(version.engine_id):
-            if time.monotonic() > deadline:
-                log.warning("adapter %s@%s is still claimed by another gateway process after "
-                            "its drain deadline; it leaves anyway", version.name,
-                            version.version)
-                return
-            if not told:
-                log.info("adapter %s@%s drained here; another gateway process still uses it",
-                         version.name, version.version)
-                told = True
-            await asyncio.sleep(min(1.0, self.claims.refresh_s))
-
     async def retire(self, version: AdapterVersion) -> None:
         """Waits until no request uses ``version`` or its drain deadline passes (then the
-        requests still running end with an error), then unloads it from the engine."""
+        requests still running end with an error), then lets it leave the engines."""
         if not await self.registry.wait_drained(version, self.drain_timeout_s):
             cut = self.registry.retire(version)
             self.recorder.adapter_requests_cut(version.name, cut)
             log.warning("adapter %s@%s still had %d requests at its drain deadline (%g s, "
                         "adapters.drain_timeout_s); they were ended", version.name,
                         version.version, cut, self.drain_timeout_s)
-        await self.until_unclaimed(version)
-        if version.loaded_at is not None:
+        await self.release(version)
+
+    async def release(self, version: AdapterVersion) -> None:
+        """``version`` is no longer used here: it leaves the engines now, or, while another
+        gateway process still claims it, once none does. The caller never waits for the
+        others (their drains are their own); the version stays listed as unloaded."""
+        self._let_go.add(version.engine_id)
+        self.claim()
+        if self.claims is not None and self.claims.claimed_elsewhere(version.engine_id):
+            log.info("adapter %s@%s drained here; another gateway process still uses it, so "
+                     "it leaves the engines once none does", version.name, version.version)
+            self.background(self._leave_when_unclaimed(version))
+            return
+        await self._leave(version)
+
+    async def _leave_when_unclaimed(self, version: AdapterVersion) -> None:
+        assert self.claims is not None
+        while self.claims.claimed_elsewhere(version.engine_id):
+            await asyncio.sleep(min(1.0, self.claims.refresh_s))
+        await self._leave(version)
+
+    async def _leave(self, version: AdapterVersion) -> None:
+        if version.loaded_at is not None or version.cancelled:
             await self.publisher.withdraw(version.engine_id)
-        self.registry.forget(version)
+        if version.state in (VersionState.UNLOADED, VersionState.FAILED):
+            self.registry.forget(version)
         self._let_go.discard(version.engine_id)
         self.claim()
         if not self._digest_in_use(version.spec):

@@ -328,11 +328,8 @@ class AdapterService:
             raise
         seconds = time.perf_counter() - started
         if not self.registry.mark_ready(version, seconds):
-            # Removed while it was loading.
-            await self.copies.until_unclaimed(version)
-            await self.publisher.withdraw(version.engine_id)
-            self.copies.let_go(version.engine_id)
-            self.copies.claim()
+            # Removed while it was loading: the engines have it, and nothing will use it.
+            await self.copies.retire(version)
             return
         self.recorder.adapter_loaded(spec.name, seconds)
         stable = self.registry.public(spec.name)
