@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.app import create_app
+from gateway.config import Settings
 from tests.adapter_factory import write_adapter
 from tests.conftest import SettingsFactory, start
 from tests.fakes.engine import FakeEngine
@@ -305,20 +306,29 @@ async def test_the_configured_policy_rolls_out_and_a_manifest_can_say_hot_swap(
         assert rollout["state"] == "aborted" and rollout["candidate"]["version"] == "2"
 
 
+def _store_only(make_settings: SettingsFactory, store: Path) -> Settings:
+    return make_settings(adapters={"roots": [str(store / "adapters")], "rollout": POLICY,
+                                   "staging_dir": str(store / "staging")})
+
+
+async def _roll_out_over_the_folder(client: httpx.AsyncClient, store: Path, which: str) -> None:
+    """Starts a rollout by writing a new version over the adapter's store folder."""
+    folder = store / "adapters" / "router"
+    for name in ("adapter.yaml", "adapter_config.json", "adapter_model.safetensors"):
+        (folder / name).write_bytes((store / "new" / "router" / which / name).read_bytes())
+    loaded = await client.post("/v1/adapters", json={"path": "router", "replace": True})
+    assert loaded.status_code == 201, loaded.text
+
+
 async def test_a_restart_finds_the_stable_version_in_staging_when_its_folder_changed(
     make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
 ) -> None:
     """The store folder now holds the candidate: the stable one comes back from its staged
     copy (content-addressed), with its version label and serving defaults."""
-    settings = make_settings(adapters={"roots": [str(store / "adapters")], "rollout": POLICY,
-                                       "staging_dir": str(store / "staging")})
+    settings = _store_only(make_settings, store)
     app = create_app(settings)
     async for client in start(app):
-        folder = store / "adapters" / "router"
-        for name in ("adapter.yaml", "adapter_config.json", "adapter_model.safetensors"):
-            (folder / name).write_bytes((store / "new" / "router" / "good" / name).read_bytes())
-        loaded = await client.post("/v1/adapters", json={"path": "router", "replace": True})
-        assert loaded.status_code == 201, loaded.text
+        await _roll_out_over_the_folder(client, store, "good")
         before = (await client.get("/v1/adapters/router/rollout")).json()
         assert before["state"] == "active"
     again = create_app(settings)
@@ -360,15 +370,10 @@ async def test_a_restart_after_a_rollback_serves_the_stable_version_not_the_cand
 ) -> None:
     """The rollout began by replacing the store folder, so the folder holds the candidate;
     once it was rolled back (or aborted), a restart must not publish it as the only version."""
-    settings = make_settings(adapters={"roots": [str(store / "adapters")], "rollout": POLICY,
-                                       "staging_dir": str(store / "staging")})
+    settings = _store_only(make_settings, store)
     app = create_app(settings)
     async for client in start(app):
-        folder = store / "adapters" / "router"
-        for name in ("adapter.yaml", "adapter_config.json", "adapter_model.safetensors"):
-            (folder / name).write_bytes((store / "new" / "router" / "bad" / name).read_bytes())
-        loaded = await client.post("/v1/adapters", json={"path": "router", "replace": True})
-        assert loaded.status_code == 201, loaded.text
+        await _roll_out_over_the_folder(client, store, "bad")
         aborted = await client.post("/v1/adapters/router/rollout/abort",
                                     json={"reason": "it deviates"})
         assert aborted.json()["state"] == "aborted"
