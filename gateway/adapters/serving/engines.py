@@ -17,7 +17,7 @@ from gateway.adapters.serving.claims import ClaimBoard
 from gateway.adapters.serving.publish import Publisher
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.staging import discard_staged, stage_adapter, staged_path
-from gateway.adapters.serving.versions import AdapterVersion, VersionState
+from gateway.adapters.serving.versions import AdapterVersion
 from gateway.adapters.store.validation import AdapterSpec
 from gateway.errors import GatewayError
 from gateway.metrics import Recorder
@@ -38,7 +38,6 @@ class EngineCopies:
         # What the other gateway processes (workers, replicas) still use: a version leaves
         # the engines only once none of them does. None: this process is alone.
         self.claims = claims
-        self._let_go: set[str] = set()  # engine ids drained here, no longer claimed
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def aclose(self) -> None:
@@ -52,8 +51,8 @@ class EngineCopies:
     def claim(self) -> None:
         """Tells the other processes which versions this one still uses."""
         if self.claims is not None:
-            self.claims.claim(v.engine_id for v in self.registry.in_use()
-                              if v.engine_id not in self._let_go)
+            # A drained version is unloaded: no longer in use here, so no longer claimed.
+            self.claims.claim(v.engine_id for v in self.registry.in_use())
 
     async def keep_claims(self) -> None:
         """Keeps this process's claims fresh (runs for the app's life)."""
@@ -83,13 +82,12 @@ class EngineCopies:
             log.warning("adapter %s@%s still had %d requests at its drain deadline (%g s, "
                         "adapters.drain_timeout_s); they were ended", version.name,
                         version.version, cut, self.drain_timeout_s)
-        await self.release(version)
+        await self._release(version)
 
-    async def release(self, version: AdapterVersion) -> None:
+    async def _release(self, version: AdapterVersion) -> None:
         """``version`` is no longer used here: it leaves the engines now, or, while another
         gateway process still claims it, once none does. The caller never waits for the
         others (their drains are their own); the version stays listed as unloaded."""
-        self._let_go.add(version.engine_id)
         self.claim()
         if self.claims is not None and self.claims.claimed_elsewhere(version.engine_id):
             log.info("adapter %s@%s drained here; another gateway process still uses it, so "
@@ -107,9 +105,7 @@ class EngineCopies:
     async def _leave(self, version: AdapterVersion) -> None:
         if version.loaded_at is not None or version.cancelled:
             await self.publisher.withdraw(version.engine_id)
-        if version.state in (VersionState.UNLOADED, VersionState.FAILED):
-            self.registry.forget(version)
-        self._let_go.discard(version.engine_id)
+        self.registry.forget(version)
         self.claim()
         if not self._digest_in_use(version.spec):
             path = staged_path(version.spec, self.staging_root)

@@ -330,7 +330,7 @@ class AdapterRegistry:
         if version.state is VersionState.UNLOADED:
             return 0
         version.apply(Event.CUT)
-        return version.cut_requests
+        return version.in_flight
 
     def remove(self, name: str) -> list[AdapterVersion]:
         """Take ``name`` out of service; returns the versions now draining for the caller.

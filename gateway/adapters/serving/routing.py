@@ -40,7 +40,7 @@ class Routing:
         try:
             lease = self.registry.resolve(model)
         except AdapterNotFound:
-            if self.registry.get(model.partition(PIN_SEPARATOR)[0]) is None:
+            if self.registry.get(name) is None:
                 return None  # not an adapter name: the resolver reports an unknown model
             raise  # a known adapter: its message lists the versions or the failed load
         # A pin of the stable version is outside the rollout's split: not counted by the gate.

@@ -74,8 +74,6 @@ class AdapterVersion:
     requests_served: int = 0
     in_flight: int = 0
     cancelled: bool = False  # removed while loading: unload it once the engine has it
-    # Requests ended at the drain deadline (see CUT).
-    cut_requests: int = 0
     started: float = field(default_factory=time.monotonic, repr=False)
     idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     settled: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -123,7 +121,6 @@ class AdapterVersion:
             self.failure_reason = self.failure_message = None
             self.settled.clear()
         if event is Event.CUT:
-            self.cut_requests = self.in_flight
             self.cut.set()
         if after in (VersionState.READY, VersionState.FAILED):
             self.settled.set()
