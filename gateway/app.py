@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from gateway.adapters.serving.claims import ClaimBoard
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.service import AdapterService
-from gateway.api import adapters, health, inference, metrics, models
+from gateway.api import adapters, health, inference, metrics, models, responses
 from gateway.api.errors import install_error_handlers
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -24,6 +24,8 @@ from gateway.inference.structured import build_structured_runner
 from gateway.inference.targets import TargetResolver
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from gateway.responses.service import ResponsesService
+from gateway.responses.store import ResponseStore
 from gateway.wiring.engine import keep_engine, start_embedded_engine
 from gateway.wiring.metrics import gateway_metrics as build_metrics
 from gateway.wiring.store import (
@@ -59,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = gateway_metrics
     app.state.auth = Authenticator(settings.api_keys())
     install_error_handlers(app)
-    for module in (inference, models, adapters, health, metrics):
+    for module in (inference, responses, models, adapters, health, metrics):
         app.include_router(module.router)
     app.add_api_route(settings.metrics.engine_metrics_path, metrics.engine_metrics,
                       methods=["GET"], tags=["metrics"])
@@ -105,6 +107,8 @@ async def _wire(
     app.state.inference = InferenceService(engine, targets, settings.limits, recorder,
                                            structured, settings.adapters.rollout_sticky_header)
     stack.push_async_callback(app.state.inference.aclose)
+    app.state.responses = ResponsesService(app.state.inference,
+                                           ResponseStore(settings.responses))
     if not settings.auth_enabled:
         log.warning("no API keys configured: every endpoint is open to local callers")
 

@@ -29,6 +29,7 @@ from gateway.auth import Principal, Scope
 from gateway.engine.settings import EngineSettings
 from gateway.inference.settings import LimitSettings, StructuredSettings
 from gateway.metrics import MetricsSettings
+from gateway.responses.settings import ResponsesSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
     adapters: AdapterSettings = AdapterSettings()
     structured: StructuredSettings = StructuredSettings()
     metrics: MetricsSettings = MetricsSettings()
+    responses: ResponsesSettings = ResponsesSettings()
 
     @model_validator(mode="after")
     def _timeout_covers_the_longest_answer(self) -> Settings:

@@ -10,6 +10,7 @@ from gateway.auth import Authenticator, Principal
 from gateway.engine.monitor import EngineMonitor
 from gateway.inference.service import InferenceService
 from gateway.observation import Observation, observation_of
+from gateway.responses.service import ResponsesService
 
 
 def _auth(request: Request) -> Authenticator:
@@ -48,6 +49,11 @@ async def _inference(request: Request) -> InferenceService:
     return service
 
 
+async def _responses(request: Request) -> ResponsesService:
+    service: ResponsesService = request.app.state.responses
+    return service
+
+
 async def _monitor(request: Request) -> EngineMonitor:
     monitor: EngineMonitor = request.app.state.monitor
     return monitor
@@ -65,6 +71,7 @@ UserDep = Annotated[Principal | None, Depends(require_user)]
 AdminDep = Annotated[Principal | None, Depends(require_admin)]
 PublicDep = Annotated[Principal | None, Depends(require_unless_public)]
 InferenceDep = Annotated[InferenceService, Depends(_inference)]
+ResponsesDep = Annotated[ResponsesService, Depends(_responses)]
 MonitorDep = Annotated[EngineMonitor, Depends(_monitor)]
 ObservationDep = Annotated[Observation, Depends(_observation)]
 RequestIdDep = Annotated[str, Depends(_request_id)]

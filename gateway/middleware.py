@@ -23,7 +23,8 @@ access_log = logging.getLogger("gateway.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 # Requests refused before a route runs (malformed bodies) are still counted by endpoint.
-ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions",
+             "/v1/responses": "responses"}
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 

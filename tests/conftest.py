@@ -53,7 +53,10 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
                     "rollouts_file": str(tmp_path / "rollouts.json"),
                     "claims_dir": str(tmp_path / "claims"),
                     **sections.pop("adapters", {})}
-        return Settings.model_validate({"engine": engine, "adapters": adapters, **sections})
+        responses = {"store_file": str(tmp_path / "responses.sqlite3"),
+                     **sections.pop("responses", {})}
+        return Settings.model_validate({"engine": engine, "adapters": adapters,
+                                        "responses": responses, **sections})
 
     return build
 

@@ -31,9 +31,9 @@ async def chat_completions(
 ) -> Response:
     """Creates a chat completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(CHAT, body, observation, request_id, _name(caller),
-                              _sticky(request, service.sticky_header))
-    return _respond(await _unless_client_leaves(request, answer))
+    answer = service.complete(CHAT, body, observation, request_id, caller_name(caller),
+                              sticky(request, service.sticky_header))
+    return respond(await unless_client_leaves(request, answer))
 
 
 @router.post("/v1/completions")
@@ -48,28 +48,28 @@ async def completions(
 ) -> Response:
     """Creates a text completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
-    answer = service.complete(COMPLETIONS, body, observation, request_id, _name(caller),
-                              _sticky(request, service.sticky_header))
-    return _respond(await _unless_client_leaves(request, answer))
+    answer = service.complete(COMPLETIONS, body, observation, request_id, caller_name(caller),
+                              sticky(request, service.sticky_header))
+    return respond(await unless_client_leaves(request, answer))
 
 
-def _name(caller: Principal | None) -> str | None:
+def caller_name(caller: Principal | None) -> str | None:
     return caller.name if caller is not None else None
 
 
-def _sticky(request: Request, header: str | None) -> str | None:
+def sticky(request: Request, header: str | None) -> str | None:
     """The configured header's value: what keeps a canary caller on one version."""
     return request.headers.get(header) if header else None
 
 
-def _respond(answer: Reply) -> Response:
+def respond(answer: Reply) -> Response:
     if isinstance(answer.body, dict):
         return JSONResponse(answer.body, headers=answer.headers)
     return StreamingResponse(answer.body, media_type="text/event-stream",
                              headers={**_SSE_HEADERS, **answer.headers})
 
 
-async def _unless_client_leaves(request: Request, work: Awaitable[Reply]) -> Reply:
+async def unless_client_leaves(request: Request, work: Awaitable[Reply]) -> Reply:
     """``work``'s answer; cancelled (with the engine call and any retries) if the client
     disconnects first. A stream is left to the server: it stops when sending fails."""
     task = asyncio.ensure_future(work)

@@ -15,7 +15,10 @@ AnyRequest = ChatCompletionRequest | CompletionRequest
 
 CHAT = "chat"
 COMPLETIONS = "completions"
-PATHS = {CHAT: "/v1/chat/completions", COMPLETIONS: "/v1/completions"}
+# The Responses API is answered as chat completions: one engine path, one validation core.
+RESPONSES = "responses"
+PATHS = {CHAT: "/v1/chat/completions", COMPLETIONS: "/v1/completions",
+         RESPONSES: "/v1/chat/completions"}
 
 
 @dataclass
@@ -32,6 +35,11 @@ class Call:
     @property
     def path(self) -> str:
         return PATHS[self.endpoint]
+
+    @property
+    def chat(self) -> bool:
+        """Whether the engine sees it as a chat completion (messages, tools)."""
+        return self.path == PATHS[CHAT]
 
 
 @dataclass

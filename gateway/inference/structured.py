@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamClientError
-from gateway.inference.call import CHAT, Call, Forwarder, Reply, Upstream
+from gateway.inference.call import Call, Forwarder, Reply, Upstream
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
 from gateway.inference.fail_fast import UNSUPPORTED, watched_attempt
 from gateway.inference.relay import DONE, sse
@@ -85,7 +85,7 @@ class StructuredRunner:
         request = call.request
         check_decoding_fields(call.body, self.cache)
         schema = resolve_response_format(request.response_format, self.schemas, self.cache)
-        tools = (parse_tools(call.body, self.schemas, self.cache) if call.endpoint == CHAT
+        tools = (parse_tools(call.body, self.schemas, self.cache) if call.chat
                  else None)
         if tools is not None:
             if request.n != 1:
@@ -102,7 +102,7 @@ class StructuredRunner:
         if request.n != 1:
             raise InvalidRequest("Structured answers are validated one at a time: set n to 1.",
                                  param="n")
-        if call.endpoint != CHAT and not isinstance(call.body.get("prompt"), str):
+        if not call.chat and not isinstance(call.body.get("prompt"), str):
             raise InvalidRequest("Structured text completions need a single string prompt.",
                                  param="prompt")
         return Plan(SchemaContract(schema), effective_policy(self.retry, request.retry))
@@ -118,7 +118,7 @@ class StructuredRunner:
         if plan is None:
             return None
         contract = plan.contract
-        chat = call.endpoint == CHAT
+        chat = call.chat
         labels = (call.target.label, self.recorder.schema_label(contract.label))
         self.recorder.structured_started(*labels)
         outcome = Outcome(contract.name)
@@ -179,7 +179,7 @@ class StructuredRunner:
         if plan is None:
             return None
         answer = attempts.Answer.of(await forward(call, plan.contract.first_body(call.body)),
-                                    call.endpoint == CHAT)
+                                    call.chat)
         verdict = await asyncio.to_thread(plan.contract.check, answer, None)
         return not verdict.valid
 

@@ -49,7 +49,8 @@ def _gateway_in_a_thread(tmp: Path) -> Iterator[str]:
                 "adapters": {"roots": [str(tmp / "adapters")], "watch": False,
                              "staging_dir": str(tmp / "staging"),
                              "rollouts_file": str(tmp / "rollouts.json"),
-                             "base_model_config": str(BUNDLED_BASE_CONFIG)}})
+                             "base_model_config": str(BUNDLED_BASE_CONFIG)},
+                "responses": {"store_file": str(tmp / "responses.sqlite3")}})
             async with serving(create_app(settings)) as url:
                 found["url"] = url
                 up.set()

@@ -73,6 +73,7 @@ def _config(port: int, adapters: Path, var: Path) -> dict[str, object]:
                      "staging_dir": str(var / "staging"), "drain_timeout_s": 60,
                      "rollouts_file": str(var / "rollouts.json"),
                      "rollout_sticky_header": "x-user"},
+        "responses": {"store_file": str(var / "responses.sqlite3")},
     }
 
 
