@@ -78,8 +78,9 @@ class ResponseEvents:
         yield self._event("error", code=error.get("code"), message=error.get("message", ""),
                           param=error.get("param"))
         failed = self.build([i.item for i in self._items], status="failed")
-        failed["error"] = {"code": error.get("code") or "server_error",
-                           "message": error.get("message", "")}
+        # The response's error code is one of OpenAI's few; the error event has ours.
+        code = "rate_limit_exceeded" if error.get("code") == "rate_limited" else "server_error"
+        failed["error"] = {"code": code, "message": error.get("message", "")}
         yield self._event("response.failed", response=failed)
 
     def _text(self, delta: str) -> Iterator[dict[str, Any]]:

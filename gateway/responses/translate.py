@@ -117,6 +117,7 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     prompt, completion = int(usage.get("prompt_tokens") or 0), int(
         usage.get("completion_tokens") or 0)
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion}

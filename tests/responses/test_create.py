@@ -78,7 +78,8 @@ async def test_unknown_fields_reach_the_engine_and_hints_do_not(
     answer = await client.post("/v1/responses", json={
         "model": BASE_MODEL, "input": "hi", "top_k": 5, "repetition_penalty": 1.1,
         "reasoning": {"effort": "none"}, "include": [], "service_tier": "auto",
-        "truncation": "disabled", "prompt_cache_key": "k", "text": {"verbosity": "low"}})
+        "truncation": "disabled", "prompt_cache_key": "k", "text": {"verbosity": "low"},
+        "tools": [], "parallel_tool_calls": None})
     assert answer.status_code == 200, answer.text
     sent = fake_engine.requests[-1]
     assert sent["top_k"] == 5 and sent["repetition_penalty"] == 1.1
@@ -161,7 +162,7 @@ async def test_a_function_call_is_validated_and_repaired(sdk: openai.AsyncOpenAI
     # The repair is a constrained attempt: the engine answers the call as JSON.
     fake_engine.enqueue(json.dumps({"name": "route_ticket", "arguments": json.loads(TICKET)}))
     response = await sdk.responses.create(
-        model=BASE_MODEL, input="I was charged twice.", tools=[ROUTE],  # type: ignore[list-item]
+        model=BASE_MODEL, input="I was charged twice.", tools=[ROUTE],  # type: ignore[call-overload]
         tool_choice={"type": "function", "name": "route_ticket"})
     (call,) = response.output
     assert call.type == "function_call" and call.name == "route_ticket"
