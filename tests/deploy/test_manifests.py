@@ -193,6 +193,20 @@ def test_the_gateway_drains_before_it_is_killed(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stored_responses_live_on_a_volume_that_holds_them(overlay: str) -> None:
+    """The root filesystem is read-only: the SQLite file needs a writable mounted volume,
+    of its own, sized for the retention limit and the write-ahead log beside it."""
+    settings = Settings.model_validate(gateway_config(overlay)).responses
+    pod = find(overlay, "Deployment", "adapter-gateway")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+    folder = str(settings.store_file.parent)
+    assert folder in mounts and not mounts[folder].get("readOnly")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[folder]["name"]]
+    size = volume["emptyDir"]["sizeLimit"]
+    assert size.endswith("Gi") and int(size[:-2]) * 1024**3 >= 1.5 * settings.max_bytes
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_rules_and_dashboard_are_the_shipped_ones(overlay: str) -> None:
     for path, text in generated().items():
         assert path.read_text() == text, f"{path} is out of date: python -m deploy.generate"

@@ -387,3 +387,21 @@ async def test_a_restart_after_a_rollback_serves_the_stable_version_not_the_cand
         assert answer.status_code == 200 and answer.headers["x-adapter-version"] == "1"
         rollout = (await client.get("/v1/adapters/router/rollout")).json()
         assert rollout["state"] == "aborted"
+
+
+async def test_responses_traffic_feeds_a_rollout(
+    app: FastAPI, client: httpx.AsyncClient, fake_engine: FakeEngine, store: Path
+) -> None:
+    """/v1/responses goes through the same core: shadows copy it, the gate counts it."""
+    await _start(client, str(store / "new" / "router" / "bad"))
+    ids = _engine_ids(app)
+    fake_engine.contents = {ids["1"]: TICKET, ids["3"]: PROSE}
+    for _ in range(12):
+        answer = await client.post("/v1/responses", json={
+            "model": "router", "input": "Charged twice.", "max_output_tokens": 64})
+        assert answer.status_code == 200 and answer.headers["x-adapter-version"] == "1"
+        assert answer.json()["output"][0]["content"][0]["text"] == TICKET
+        await app.state.inference.shadows_settled()
+    rollout = (await client.get("/v1/adapters/router/rollout")).json()
+    assert rollout["state"] == "rolled_back"
+    assert rollout["last_decision"]["numbers"]["candidate"]["deviations"] == 10

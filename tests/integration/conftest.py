@@ -10,9 +10,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,3 +132,21 @@ def launch(base: Path) -> Iterator[RealGateway]:
 def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
     with launch(tmp_path_factory.mktemp("real")) as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="module")
+def router(real_gateway: RealGateway) -> Iterator[str]:
+    """The shipped ticket-router in the session's store for this module."""
+    shipped = real_gateway.adapters / "ticket-router"
+    shutil.copytree(ROOT / "adapters" / "ticket-router", shipped)
+    deadline = time.monotonic() + 120
+    while "ticket-router" not in [m.id for m in real_gateway.sdk().models.list()]:
+        assert time.monotonic() < deadline, "the watcher did not load the shipped router"
+        time.sleep(0.5)
+    yield "ticket-router"
+    shutil.rmtree(shipped)
+
+
+@pytest.fixture(params=["base", "adapter"])
+def model(request: pytest.FixtureRequest) -> str:
+    return MODEL if request.param == "base" else str(request.getfixturevalue("router"))

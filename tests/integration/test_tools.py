@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
@@ -22,7 +19,7 @@ from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
-from tests.integration.conftest import MODEL, ROOT, USER_KEY, RealGateway
+from tests.integration.conftest import USER_KEY, RealGateway
 
 pytestmark = pytest.mark.integration
 
@@ -40,24 +37,6 @@ class Ticket(BaseModel):
 
 
 ROUTE = openai.pydantic_function_tool(Ticket, name="route_ticket")
-
-
-@pytest.fixture(scope="module")
-def router(real_gateway: RealGateway) -> Iterator[str]:
-    """The shipped ticket-router in the session's store for this module."""
-    shipped = real_gateway.adapters / "ticket-router"
-    shutil.copytree(ROOT / "adapters" / "ticket-router", shipped)
-    deadline = time.monotonic() + 120
-    while "ticket-router" not in [m.id for m in real_gateway.sdk().models.list()]:
-        assert time.monotonic() < deadline, "the watcher did not load the shipped router"
-        time.sleep(0.5)
-    yield "ticket-router"
-    shutil.rmtree(shipped)
-
-
-@pytest.fixture(params=["base", "adapter"])
-def model(request: pytest.FixtureRequest) -> str:
-    return MODEL if request.param == "base" else str(request.getfixturevalue("router"))
 
 
 def _verdict(completion: Any) -> dict[str, Any]:
