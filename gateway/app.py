@@ -24,6 +24,7 @@ from gateway.inference.structured import build_structured_runner
 from gateway.inference.targets import TargetResolver
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from gateway.privacy.redaction import Redactor
 from gateway.responses.service import ResponsesService
 from gateway.responses.store import ResponseStore
 from gateway.wiring.engine import keep_engine, start_embedded_engine
@@ -107,8 +108,9 @@ async def _wire(
     app.state.inference = InferenceService(engine, targets, settings.limits, recorder,
                                            structured, settings.adapters.rollout_sticky_header)
     stack.push_async_callback(app.state.inference.aclose)
-    app.state.responses = ResponsesService(app.state.inference,
-                                           ResponseStore(settings.responses))
+    app.state.responses = ResponsesService(
+        app.state.inference, ResponseStore(settings.responses),
+        Redactor(settings.structured.capture.redact))
     if not settings.auth_enabled:
         log.warning("no API keys configured: every endpoint is open to local callers")
 

@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.privacy.redaction import KINDS, Kind, Redactor
+
 log = logging.getLogger(__name__)
 
 # Why an example could not be written (the metric's bounded label set).
@@ -28,6 +30,10 @@ CAPTURE_ERROR_REASONS = ("disk_full", "permission", "not_a_directory", "other")
 _REASONS = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EACCES: "permission",
             errno.EPERM: "permission", errno.EROFS: "permission",
             errno.ENOTDIR: "not_a_directory", errno.EEXIST: "not_a_directory"}
+
+
+# The parts of an example that carry what people wrote (tools and metadata do not).
+_PERSONAL = ("messages", "prompt", "completion")
 
 
 class CaptureSettings(BaseModel):
@@ -40,6 +46,10 @@ class CaptureSettings(BaseModel):
     # Full files kept per adapter and schema (<schema>.jsonl.1 the newest); 0: a full file
     # takes no more examples.
     max_files: int = Field(5, ge=0, le=100)
+    # Personal data replaced by pseudonyms of the same shape before anything is written:
+    # here, and in the stored responses of /v1/responses (docs/privacy.md). [] keeps text
+    # as it came.
+    redact: list[Kind] = Field(default_factory=lambda: list(KINDS))
 
 
 class ExampleCapture:
@@ -48,6 +58,7 @@ class ExampleCapture:
 
     def __init__(self, settings: CaptureSettings) -> None:
         self.settings = settings
+        self.redactor = Redactor(settings.redact)
         self._lock = threading.Lock()
         self._full: set[Path] = set()
         self._reported: set[str] = set()
@@ -62,6 +73,8 @@ class ExampleCapture:
         folder) is logged once per cause and its reason returned; the answer goes out anyway.
         """
         path = self.settings.dir / _safe(adapter) / f"{_safe(schema)}.jsonl"
+        example = {**example, **{k: self.redactor.json(example[k]) for k in _PERSONAL
+                                 if k in example}}
         try:
             self._write(path, json.dumps(example, ensure_ascii=False) + "\n")
         except OSError as exc:

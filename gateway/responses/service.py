@@ -12,6 +12,7 @@ from typing import Any
 from gateway.inference.call import RESPONSES, Reply
 from gateway.inference.service import InferenceService
 from gateway.observation import Observation
+from gateway.privacy.redaction import Redactor
 from gateway.responses.events import ResponseEvents, chat_chunks, sse_event
 from gateway.responses.items import as_items, messages_of, new_id, output_items, with_ids
 from gateway.responses.store import ResponseStore, Stored
@@ -23,9 +24,13 @@ _PAGE_MAX = 100
 
 
 class ResponsesService:
-    def __init__(self, inference: InferenceService, store: ResponseStore) -> None:
+    def __init__(self, inference: InferenceService, store: ResponseStore,
+                 redactor: Redactor | None = None) -> None:
         self.inference = inference
         self.store = store
+        # The capture's setting (structured.capture.redact): what is kept is redacted; the
+        # answer the client gets is not.
+        self.redactor = redactor or Redactor(())
 
     async def create(
         self, request: ResponsesRequest, observation: Observation, request_id: str,
@@ -57,14 +62,21 @@ class ResponsesService:
     ) -> AsyncIterator[bytes]:
         for event in events.start():
             yield sse_event(event)
-        async with aclosing(chat_chunks(chat)) as chunks:
-            async for chunk in chunks:
-                if isinstance(chunk.get("error"), dict):
-                    for event in events.fail(chunk["error"]):
+        try:
+            async with aclosing(chat_chunks(chat)) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk.get("error"), dict):
+                        for event in events.fail(chunk["error"]):
+                            yield sse_event(event)
+                        return
+                    for event in events.feed(chunk):
                         yield sse_event(event)
-                    return
-                for event in events.feed(chunk):
-                    yield sse_event(event)
+        finally:
+            # The chat stream holds the lease and the engine's connection: let go now, not
+            # when the garbage collector finds it (a client that left, an error).
+            closing = getattr(chat, "aclose", None)
+            if closing is not None:
+                await closing()
         closing = list(events.finish())
         if events.response is not None:
             await self._keep(request, owner, events.response, items)
@@ -74,7 +86,8 @@ class ResponsesService:
     async def _keep(self, request: ResponsesRequest, owner: str, response: dict[str, Any],
                     items: list[dict[str, Any]]) -> None:
         if request.store:
-            await asyncio.to_thread(self.store.put, owner, response, items)
+            await asyncio.to_thread(self.store.put, owner, self.redactor.message(response),
+                                    [self.redactor.message(item) for item in items])
 
     async def get(self, caller: str | None, response_id: str) -> dict[str, Any]:
         return (await asyncio.to_thread(self.store.get, caller or "", response_id)).response

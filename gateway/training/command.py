@@ -141,7 +141,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                              "file for inline schemas and unregistered functions)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the splits")
     parser.add_argument("--redact", help="module:function applied to every record before "
-                        "anything is written (default: e-mails and long numbers masked; "
+                        "anything is written (default: e-mail addresses, phone and card "
+                        "numbers in every message replaced by pseudonyms of the same shape; "
                         "'none': as captured)")
     parser.add_argument("--validation", type=float, default=0.1)
     parser.add_argument("--test", type=float, default=0.1)

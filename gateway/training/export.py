@@ -22,32 +22,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.privacy import redaction
 from gateway.structured.deviations import classify
 from gateway.structured.validation import CompiledSchema
 from gateway.training.data import TrainingDataError, check_example_calls
 
 Redactor = Callable[[dict[str, Any]], dict[str, Any] | None]
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_LONG_NUMBER = re.compile(r"\d(?:[ -]?\d){7,}")
 _SPACE = re.compile(r"\s+")
 
 
-def redact_contacts(record: dict[str, Any]) -> dict[str, Any]:
-    """The default hook: e-mail addresses and long digit runs (cards, phones, IBAN digits)
-    in user messages become ``[email]`` and ``[number]``."""
-    messages = []
-    for message in record["messages"]:
-        content = message.get("content")
-        if message["role"] == "user" and isinstance(content, str):
-            content = _LONG_NUMBER.sub("[number]", _EMAIL.sub("[email]", content))
-        messages.append({**message, "content": content})
-    return {**record, "messages": messages}
+def redact_personal_data() -> Redactor:
+    """The default hook: e-mail addresses, phone and card numbers, in every message (the
+    answer's string values and tool-call arguments too), become pseudonyms of the same
+    shape, the same one for the same value within an export (gateway/privacy)."""
+    personal = redaction.Redactor()
+    return lambda record: {**record, "messages": [personal.json(m) for m in record["messages"]]}
 
 
 def load_redactor(spec: str | None) -> Redactor:
     """``module:function``, or the default; ``none`` keeps records as captured."""
     if spec is None:
-        return redact_contacts
+        return redact_personal_data()
     if spec == "none":
         return lambda record: record
     module, _, name = spec.partition(":")

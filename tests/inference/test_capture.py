@@ -33,6 +33,19 @@ def test_examples_go_to_one_file_per_adapter_and_schema(tmp_path: Path) -> None:
     assert written[0]["deviations"] == ["not_json"]
 
 
+def test_personal_data_never_reaches_the_disk_unless_asked(tmp_path: Path) -> None:
+    """structured.capture.redact: the user's words and the answer's values alike."""
+    contact = '{"name": "Bob", "email": "bob@x.com"}'
+    example = chat_example([{"role": "user", "content": "mail bob@x.com"}],
+                           {"role": "assistant", "content": contact}, REPORT)
+    ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path)).record("base", "c", example)
+    raw = (tmp_path / "base" / "c.jsonl").read_text()
+    assert "bob@x.com" not in raw and raw.count("@example.invalid") == 2
+    kept = ExampleCapture(CaptureSettings(enabled=True, dir=tmp_path / "raw", redact=[]))
+    kept.record("base", "c", example)
+    assert "bob@x.com" in (tmp_path / "raw" / "base" / "c.jsonl").read_text()
+
+
 def test_full_files_rotate_and_the_oldest_go(tmp_path: Path) -> None:
     settings = CaptureSettings(enabled=True, dir=tmp_path, max_file_bytes=1024, max_files=2)
     capture = ExampleCapture(settings)

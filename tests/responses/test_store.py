@@ -158,3 +158,16 @@ async def test_an_unusable_database_is_a_clear_503_and_store_false_still_works(
                                  json={"model": BASE_MODEL, "input": "hi", "store": False})
     assert unstored.status_code == 200, unstored.text
     assert (await client.get("/health")).status_code == 200
+
+
+async def test_what_is_stored_is_redacted_and_the_client_gets_it_whole(
+        client: httpx.AsyncClient, settings: Settings, fake_engine: FakeEngine) -> None:
+    fake_engine.enqueue("I will write to bob@x.com.")
+    made = await _create_open(client, "My address is bob@x.com")
+    assert made["output"][0]["content"][0]["text"] == "I will write to bob@x.com."
+    stored = (await client.get(f"/v1/responses/{made['id']}")).json()
+    items = (await client.get(f"/v1/responses/{made['id']}/input_items")).json()
+    assert "bob@x.com" not in str(stored) + str(items)
+    assert "@example.invalid" in stored["output"][0]["content"][0]["text"]
+    with sqlite3.connect(settings.responses.store_file) as db:
+        assert "bob@x.com" not in str(db.execute("SELECT * FROM responses").fetchall())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, get_args
 
@@ -10,9 +11,12 @@ import openai
 import pytest
 from openai.types.responses import ResponseStreamEvent
 
-from tests.conftest import BASE_MODEL
+from gateway.app import create_app
+from tests.conftest import BASE_MODEL, SettingsFactory
 from tests.fakes.engine import FakeEngine
+from tests.metrics_reader import parse, value
 from tests.responses.conftest import TICKET, TICKET_SCHEMA
+from tests.servers import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +100,19 @@ async def test_a_stream_broken_by_the_engine_ends_failed(client: httpx.AsyncClie
     failed = events[-1]["response"]
     assert failed["status"] == "failed" and failed["error"]["message"]
     assert (await client.get(f"/v1/responses/{failed['id']}")).status_code == 404
+
+
+async def test_a_client_that_leaves_mid_stream_ends_the_engine_stream(
+        make_settings: SettingsFactory, fake_engine: FakeEngine) -> None:
+    fake_engine.enqueue("a long answer that goes on and on", hold_after=2)
+    app = create_app(make_settings())
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        body = {"model": BASE_MODEL, "stream": True, "input": "long"}
+        async with client.stream("POST", "/v1/responses", json=body) as answer:
+            async for line in answer.aiter_lines():
+                if "response.output_text.delta" in line:
+                    break
+        await asyncio.wait_for(fake_engine.stream_cancelled.wait(), timeout=30)
+        samples = parse((await client.get("/metrics")).text)
+        # The request's hold on its target ended with it: nothing left in flight.
+        assert value(samples, "gateway_in_flight_requests", adapter="base") == 0

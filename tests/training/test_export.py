@@ -71,8 +71,9 @@ async def test_capture_export_train_round_trip(make_settings: SettingsFactory,
                for part in ("validation", "test"))  # stratified by category
     assert splits["train"] == {"billing": 2, "technical": 2, "account": 2}
     written = "".join((out / f"{n}.jsonl").read_text() for n in splits)
-    assert "jane.doe@example.com" not in written and "[email]" in written
-    assert "4111" not in written and "[number]" in written
+    # Redacted at capture already (structured.capture.redact), as pseudonyms of one shape.
+    assert "jane.doe@example.com" not in written and "@example.invalid" in written
+    assert "4111 1111 1111 1111" not in written and "card " in written
     # What export writes is what train reads, against the same schema.
     ticket = Path(__file__).resolve().parents[2] / "config" / "schemas" / "ticket.json"
     schema = ValidatorCache().compile(json.loads(ticket.read_text()))
@@ -82,6 +83,38 @@ async def test_capture_export_train_round_trip(make_settings: SettingsFactory,
     hook = f"{__name__}:drop_refunds"
     assert cli([*args[:-6], "--out", str(custom), "--redact", hook]) == 0
     assert json.loads((custom / "export.json").read_text())["redacted_away"] == 1
+
+
+CONTACT = ('{"name": "Bob", "email": "bob@x.com", "phone": "+44 20 7946 0958", '
+           '"company": null}')
+
+
+def test_export_redacts_every_message_and_the_answer(tmp_path: Path) -> None:
+    """What was captured unredacted (redact: []) leaves export with the personal data gone
+    from the system prompt, the user's words, the answer's values and tool-call arguments,
+    and the answer still valid against its schema."""
+    record = {"messages": [
+        {"role": "system", "content": "Extract the contact. Escalations: ops@corp.example"},
+        {"role": "user", "content": "mail bob@x.com or call +44 20 7946 0958"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "c1", "type": "function",
+            "function": {"name": "lookup", "arguments": '{"email": "bob@x.com"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "bob@x.com: no record"},
+        {"role": "assistant", "content": CONTACT}], "attempts": 1, "deviations": []}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "contact.jsonl").write_text(json.dumps(record) + "\n")
+    out = tmp_path / "dataset"
+    assert cli(["dataset", "export", "--capture", str(tmp_path), "--adapter", "base",
+                "--schema", "contact", "--out", str(out), "--validation", "0",
+                "--test", "0"]) == 0
+    written = (out / "train.jsonl").read_text()
+    for personal in ("bob@x.com", "ops@corp.example", "7946 0958"):
+        assert personal not in written
+    (exported,) = [json.loads(line) for line in written.splitlines()]
+    answer = json.loads(exported["messages"][-1]["content"])
+    arguments = json.loads(exported["messages"][2]["tool_calls"][0]["function"]["arguments"])
+    assert answer["email"] == arguments["email"]  # one pseudonym for one address
+    assert answer["email"].endswith("@example.invalid") and answer["phone"].startswith("+")
 
 
 def test_export_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,1 @@
+"""Personal data in text: found and replaced by consistent pseudonyms (a pure library)."""
