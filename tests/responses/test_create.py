@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -10,7 +11,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.conftest import BASE_MODEL
+from gateway.app import create_app
+from tests.conftest import BASE_MODEL, SettingsFactory, start
 from tests.fakes.engine import FakeEngine
 from tests.metrics_reader import parse, value
 from tests.responses.conftest import TICKET, TICKET_SCHEMA
@@ -182,3 +184,23 @@ async def test_responses_count_in_the_request_metrics(client: httpx.AsyncClient,
     samples = parse((await client.get("/metrics")).text)
     assert value(samples, "gateway_requests_total", endpoint="responses", status="200") == 1
     assert value(samples, "gateway_structured_checks_total", schema="json_object") == 1
+
+
+async def test_responses_traffic_is_captured_for_export(make_settings: SettingsFactory,
+                                                       fake_engine: FakeEngine,
+                                                       tmp_path: Path) -> None:
+    capture = tmp_path / "examples"
+    app = create_app(make_settings(structured={"capture": {"enabled": True,
+                                                           "dir": str(capture)}}))
+    fake_engine.enqueue("Sure, this is billing.")
+    fake_engine.enqueue(TICKET)
+    async for client in start(app):
+        answer = await client.post("/v1/responses", json={
+            "model": BASE_MODEL, "input": "I was charged twice.", "instructions": "Route it.",
+            "text": {"format": {"type": "json_schema", "name": "ticket"}}})
+        assert answer.status_code == 200, answer.text
+    (example,) = [json.loads(line) for line in
+                  (capture / "base" / "ticket.jsonl").read_text().splitlines()]
+    assert [m["role"] for m in example["messages"]] == ["system", "user", "assistant"]
+    assert json.loads(example["messages"][-1]["content"]) == json.loads(TICKET)
+    assert example["deviations"] == ["not_json"]
