@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.adapters.serving.claims import ClaimBoard
+from gateway.adapters.serving.notices import RolloutNotices
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.service import AdapterService
 from gateway.api import adapters, health, inference, metrics, models, responses
@@ -94,6 +95,7 @@ async def _wire(
         publisher=publisher(settings, engine),
         claims=ClaimBoard(settings.adapters.claims_folder(),
                           refresh_s=settings.adapters.claims_refresh_s),
+        notices=RolloutNotices(settings.adapters.notices_folder()),
     )
     stack.push_async_callback(adapter_service.aclose)
     engine_model = settings.engine.model, settings.engine.max_model_len

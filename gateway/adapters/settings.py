@@ -48,6 +48,10 @@ class AdapterSettings(Section):
     # otherwise in their manifest, and an admin load per call.
     rollout: RolloutPolicy | None = None
     rollouts_file: Path = PROJECT_ROOT / "var" / "rollouts.json"
+    # Where each replica leaves a notice of its rollouts, with a copy of the stable version,
+    # for replicas that start while one runs (docs/deploy.md). Empty: resolver.dir/.rollouts
+    # when publishing to a resolver (replicas share it), else none (one replica).
+    rollout_notices_dir: Path | None = None
     # The request header whose value keeps a canary caller on one version (else the API
     # key's name, else nothing sticks: each request is placed on its own).
     rollout_sticky_header: str | None = None
@@ -62,6 +66,11 @@ class AdapterSettings(Section):
     # staging_dir. Replicas on several machines need a shared folder.
     claims_dir: Path | None = None
     claims_refresh_s: float = Field(10.0, gt=0)
+
+    def notices_folder(self) -> Path | None:
+        if self.rollout_notices_dir is not None or self.publish != "resolver":
+            return self.rollout_notices_dir
+        return self.resolver.dir / ".rollouts"
 
     def claims_folder(self) -> Path:
         if self.claims_dir is not None:

@@ -193,6 +193,26 @@ def test_the_gateway_drains_before_it_is_killed(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollout_notices_are_shared_and_books_are_not(overlay: str) -> None:
+    """A replica that starts during a rollout learns of it from the notices: they live on
+    a volume every replica mounts; each replica's own book stays on its pod."""
+    adapters = Settings.model_validate(gateway_config(overlay)).adapters
+    pod = find(overlay, "Deployment", "adapter-gateway")["spec"]["template"]["spec"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def volume_of(path: Path) -> dict[str, Any]:
+        (mount,) = [m for m in mounts if path.is_relative_to(m["mountPath"])]
+        assert not mount.get("readOnly")
+        return dict(volumes[mount["name"]])
+
+    notices = adapters.notices_folder()
+    assert notices is not None
+    assert "persistentVolumeClaim" in volume_of(notices)
+    assert "emptyDir" in volume_of(adapters.rollouts_file)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_stored_responses_live_on_a_volume_that_holds_them(overlay: str) -> None:
     """The root filesystem is read-only: the SQLite file needs a writable mounted volume,
     of its own, sized for the retention limit and the write-ahead log beside it."""

@@ -405,3 +405,56 @@ async def test_responses_traffic_feeds_a_rollout(
     rollout = (await client.get("/v1/adapters/router/rollout")).json()
     assert rollout["state"] == "rolled_back"
     assert rollout["last_decision"]["numbers"]["candidate"]["deviations"] == 10
+
+
+def _replica(make_settings: SettingsFactory, store: Path, name: str) -> Settings:
+    """One of several replicas sharing the store and the notices, each with its own book
+    and staging (a pod's own volume)."""
+    return make_settings(adapters={
+        "roots": [str(store / "adapters")], "rollout": POLICY,
+        "staging_dir": str(store / name / "staging"),
+        "rollouts_file": str(store / name / "rollouts.json"),
+        "rollout_notices_dir": str(store / "notices")})
+
+
+async def test_a_replica_that_starts_during_a_rollout_serves_the_stable_version(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path
+) -> None:
+    """The store folder holds the candidate; a replica started now (a rescheduled pod, a
+    scale-up) serves the stable version to its traffic and rolls the candidate out itself."""
+    fake_engine.default_content = TICKET
+    first_app = create_app(_replica(make_settings, store, "a"))
+    async for first in start(first_app):
+        await _roll_out_over_the_folder(first, store, "good")
+        await first_app.state.adapters.conductor.notices_posted()
+        async for late in start(create_app(_replica(make_settings, store, "b"))):
+            snapshot = (await late.get("/v1/adapters/router")).json()
+            assert snapshot["public_version"] == "1", snapshot
+            for user in range(8):  # within the shadow stage (the gate needs 10 checks)
+                answer = await late.post("/v1/chat/completions", json=_ask(),
+                                         headers={"x-user": f"user-{user}"})
+                assert answer.headers["x-adapter-version"] == "1"
+            own = (await late.get("/v1/adapters/router/rollout")).json()
+            assert own["state"] == "active" and own["candidate"]["version"] == "2"
+            assert [d["action"] for d in own["decisions"]] == ["start"]
+
+
+@pytest.mark.parametrize("verdict", ["abort", "promote"])
+async def test_a_replica_that_starts_after_a_verdict_follows_it(
+    make_settings: SettingsFactory, fake_engine: FakeEngine, store: Path, verdict: str
+) -> None:
+    fake_engine.default_content = TICKET
+    first_app = create_app(_replica(make_settings, store, "a"))
+    async for first in start(first_app):
+        await _roll_out_over_the_folder(first, store, "bad")
+        decided = await first.post(f"/v1/adapters/router/rollout/{verdict}",
+                                   json={"reason": "checked by hand"})
+        assert decided.status_code == 200, decided.text
+        await first_app.state.adapters.conductor.notices_posted()
+    async for late in start(create_app(_replica(make_settings, store, "c"))):
+        snapshot = (await late.get("/v1/adapters/router")).json()
+        expected = "1" if verdict == "abort" else "3"
+        assert snapshot["public_version"] == expected
+        assert [v["version"] for v in snapshot["versions"]] == [expected]
+        answer = await late.post("/v1/chat/completions", json=_ask())
+        assert answer.headers["x-adapter-version"] == expected

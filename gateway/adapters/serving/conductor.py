@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters.errors import AdapterRejected
+from gateway.adapters.serving import staging
 from gateway.adapters.serving.engines import EngineCopies
+from gateway.adapters.serving.notices import RolloutNotices
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.target import Outcome
 from gateway.adapters.serving.versions import AdapterVersion
@@ -38,13 +40,19 @@ log = logging.getLogger(__name__)
 
 # The service's load, as resume calls it.
 Loader = Callable[..., Awaitable[Any]]
+# How a load is rolled out: a policy, True (the configured or default policy), False (a
+# hot swap), or None (the manifest's choice, else the configured one).
+Choice = RolloutPolicy | bool | None
 
 
 class RolloutConductor:
     def __init__(self, registry: AdapterRegistry, book: RolloutBook, copies: EngineCopies,
                  recorder: Recorder, policy: AdapterPolicy, *, staging_root: Path,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], notices: RolloutNotices | None = None) -> None:
         self.registry = registry
+        self.notices = notices or RolloutNotices(None)
+        self._posting = asyncio.Lock()  # notices are written in the order decided
+        self._notes: set[asyncio.Task[None]] = set()
         self.book = book
         self.copies = copies
         self.recorder = recorder
@@ -106,7 +114,10 @@ class RolloutConductor:
             decision = Decision(Action.START, f"version {candidate.version} rolled out beside "
                                 f"{stable.version}", 0, numbers={})
             rollout.apply(decision)
-            self.record(rollout, decision)
+            # The stable version's files, from its staged copy: its folder may hold the
+            # candidate now.
+            staged = staging.staged_path(stable.spec, self.staging_root)
+            self.record(rollout, decision, dataclasses.replace(stable.spec, path=staged))
         else:
             rollout = resume
             log.info("rollout of %s resumed at stage %d", rollout.name, rollout.stage + 1)
@@ -114,7 +125,9 @@ class RolloutConductor:
                                         rollout.current.share)
         self.book.put(rollout)
 
-    def record(self, rollout: Rollout, decision: Decision) -> None:
+    def record(self, rollout: Rollout, decision: Decision,
+               stable: AdapterSpec | None = None) -> None:
+        """Keeps a decision: logged, counted, in the book, and in the replicas' notice."""
         log.warning("rollout of %s: %s at stage %d: %s; numbers %s", rollout.name,
                     decision.action.value, decision.stage + 1, decision.reason, decision.numbers)
         self.recorder.rollout_decision(rollout.name, decision.action.value)
@@ -124,6 +137,18 @@ class RolloutConductor:
         else:
             self.recorder.rollout_stage(rollout.name, 0, None, 0.0)
         self.book.put(rollout)
+        if self.notices.folder is not None:  # written beside the caller, in order
+            task = asyncio.create_task(self._post(rollout.as_dict(), stable))
+            self._notes.add(task)
+            task.add_done_callback(self._notes.discard)
+
+    async def notices_posted(self) -> None:
+        """Waits for the notices being written (at shutdown: the last word is kept)."""
+        await asyncio.gather(*self._notes, return_exceptions=True)
+
+    async def _post(self, rollout: dict[str, Any], stable: AdapterSpec | None) -> None:
+        async with self._posting:
+            await asyncio.to_thread(self.notices.post, rollout, stable)
 
     def _carry_out(self, rollout: Rollout, decision: Decision) -> None:
         """Publishes or drops the candidate as a decision says; drains run in the background."""
@@ -137,21 +162,35 @@ class RolloutConductor:
         if retiring is not None:
             self.copies.background(self.copies.retire(retiring))
 
-    async def unless_rejected(self, spec: AdapterSpec) -> AdapterSpec:
-        """The version to serve for a store folder: its own, unless the folder holds the
-        candidate of a rollout that was rolled back or aborted (it began by replacing the
-        folder); then that rollout's stable version, from its staged copy."""
+    async def unless_rejected(self, spec: AdapterSpec) -> list[tuple[AdapterSpec, Choice]]:
+        """What to load for a store folder, in order, each with its rollout choice: its own
+        version, unless the folder holds the candidate of a rollout (it began by replacing
+        the folder) that this replica rolled back or aborted, or that another replica runs
+        or rejected while this one was away: then that rollout's stable version first."""
         rollout = self.book.get(spec.name)
-        if (rollout is None or rollout.active or rollout.state is State.PROMOTED
-                or rollout.candidate_digest != spec.digest):
-            return spec
+        if rollout is None:  # nothing of its own: what the other replicas said
+            notice = await asyncio.to_thread(self.notices.read, spec.name)
+            if notice is None or notice.candidate_digest != spec.digest or (
+                    notice.state is State.PROMOTED):
+                return [(spec, None)]
+            stable = await self._stable_instead(spec, notice)
+            if stable is spec or not notice.active:
+                return [(stable, False)]
+            # Its own verdict: the candidate rolled out here from the first stage.
+            return [(stable, False), (spec, notice.policy)]
+        if rollout.active or rollout.state is State.PROMOTED or (
+                rollout.candidate_digest != spec.digest):
+            return [(spec, None)]
+        return [(await self._stable_instead(spec, rollout), None)]
+
+    async def _stable_instead(self, spec: AdapterSpec, rollout: Rollout) -> AdapterSpec:
         stable = await asyncio.to_thread(self._recover, rollout, STABLE)
         if stable is None:
-            log.error("adapter %s: the store folder holds version %s, which was %s, and the "
+            log.error("adapter %s: the store folder holds version %s, which is %s, and the "
                       "stable version %s is gone; serving the folder's", spec.name,
                       rollout.candidate, rollout.state.value, rollout.stable)
             return spec
-        log.warning("adapter %s: the store folder holds version %s, which was %s; serving "
+        log.warning("adapter %s: the store folder holds version %s, which is %s; serving "
                     "the stable version %s. Replace the folder to roll out again.", spec.name,
                     rollout.candidate, rollout.state.value, rollout.stable)
         return stable
@@ -184,10 +223,12 @@ class RolloutConductor:
         origin = rollout.origins.get(role, {})
         digest = rollout.stable_digest if role == STABLE else rollout.candidate_digest
         label = rollout.stable if role == STABLE else rollout.candidate
-        staged = self.staging_root / f"{rollout.name}--{digest}"
-        staging = dataclasses.replace(self.policy, roots=(self.staging_root.resolve(),))
         tries = [(Path(origin["source"]), self.policy)] if origin.get("source") else []
-        for folder, policy in [*tries, (staged, staging)]:
+        for root in (self.staging_root, self.notices.folder):
+            if root is not None:  # a staged copy here, or the one beside the notices
+                tries.append((root / f"{rollout.name}--{digest}",
+                              dataclasses.replace(self.policy, roots=(root.resolve(),))))
+        for folder, policy in tries:
             try:
                 spec = validate_folder(folder, policy, name=rollout.name)
             except (AdapterRejected, OSError):

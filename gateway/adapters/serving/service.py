@@ -22,8 +22,9 @@ from gateway.adapters.errors import (
     RejectReason,
 )
 from gateway.adapters.serving.claims import ClaimBoard
-from gateway.adapters.serving.conductor import RolloutConductor
+from gateway.adapters.serving.conductor import Choice, RolloutConductor
 from gateway.adapters.serving.engines import EngineCopies
+from gateway.adapters.serving.notices import RolloutNotices
 from gateway.adapters.serving.publish import Publisher, RuntimePublisher
 from gateway.adapters.serving.registry import PIN_SEPARATOR, AdapterRegistry
 from gateway.adapters.serving.routing import Routing
@@ -55,9 +56,6 @@ ENGINE_ERROR = ENGINE_LOAD_FAILURE_REASONS[0]
 # times, this far apart at first (doubling).
 RETRY_ATTEMPTS = 4
 RETRY_BACKOFF_S = 2.0
-# How a load is rolled out: a policy, True (the configured or default policy), False (a
-# hot swap), or None (the manifest's choice, else the configured one).
-RolloutChoice = RolloutPolicy | bool | None
 
 
 class AdapterService:
@@ -76,6 +74,7 @@ class AdapterService:
         rollouts_file: Path | None = None,
         publisher: Publisher | None = None,
         claims: ClaimBoard | None = None,
+        notices: RolloutNotices | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -98,7 +97,7 @@ class AdapterService:
                                    claims=claims)
         self.conductor = RolloutConductor(registry, self.rollouts, self.copies, recorder,
                                           policy, staging_root=staging_root,
-                                          on_change=self._update_loaded_gauge)
+                                          on_change=self._update_loaded_gauge, notices=notices)
         self.routing = Routing(registry, self.rollouts, recorder, self.conductor.report)
 
     @property
@@ -126,7 +125,7 @@ class AdapterService:
 
     async def load_path(
         self, requested: str, *, name: str | None = None, replace: bool = False,
-        rollout: RolloutChoice = None,
+        rollout: Choice = None,
     ) -> tuple[AdapterSnapshot, bool]:
         """Validates the folder a caller named and loads it; (snapshot, created)."""
         started = time.perf_counter()
@@ -139,7 +138,7 @@ class AdapterService:
 
     async def load(
         self, spec: AdapterSpec, *, replace: bool = False, started: float | None = None,
-        rollout: RolloutChoice = None, resume: Rollout | None = None,
+        rollout: Choice = None, resume: Rollout | None = None,
     ) -> tuple[AdapterSnapshot, bool]:
         """Loads a validated adapter; (snapshot, created).
 
@@ -163,7 +162,7 @@ class AdapterService:
             await self._load_version(plan.version, started, policy, resume)
         return self.snapshot(spec.name), True
 
-    def _rollout_policy(self, spec: AdapterSpec, choice: RolloutChoice) -> RolloutPolicy | None:
+    def _rollout_policy(self, spec: AdapterSpec, choice: Choice) -> RolloutPolicy | None:
         if isinstance(choice, RolloutPolicy):
             return choice
         if choice is None:
@@ -240,7 +239,8 @@ class AdapterService:
         for spec in result.valid:
             if spec.digest in resumed.get(spec.name, ()):
                 continue  # loaded with its rollout
-            await self._load_logged(await self.conductor.unless_rejected(spec), spec.path)
+            for planned, choice in await self.conductor.unless_rejected(spec):
+                await self._load_logged(planned, spec.path, choice)
 
     async def reload_engine(self) -> None:
         """After the engine restarted: loads every serving version again (it lost them),
@@ -256,9 +256,8 @@ class AdapterService:
                     await self.copies.reload(version.engine_id)
 
     async def _retry(self, version: AdapterVersion) -> None:
-        """Loads a version again whose load failed on the engine (a crash, a restart):
-        ``RETRY_ATTEMPTS`` tries, ``RETRY_BACKOFF_S`` apart and doubling. The watcher would
-        never report its unchanged folder again."""
+        """Loads again a version whose load failed on the engine (a crash, a restart), as the
+        watcher never reports its unchanged folder again: ``RETRY_ATTEMPTS`` tries."""
         delay = RETRY_BACKOFF_S
         for attempt in range(1, RETRY_ATTEMPTS + 1):
             async with self._locks[version.name]:
@@ -289,19 +288,21 @@ class AdapterService:
             return
         if event.previous_name and event.previous_name != event.spec.name:
             await self.unload(event.previous_name)
-        await self._load_logged(await self.conductor.unless_rejected(event.spec), event.folder)
+        for planned, choice in await self.conductor.unless_rejected(event.spec):
+            await self._load_logged(planned, event.folder, choice)
 
-    async def _load_logged(self, spec: AdapterSpec, folder: Path) -> None:
+    async def _load_logged(self, spec: AdapterSpec, folder: Path, choice: Choice) -> None:
         """Loads for the store (start-up, watcher): one bad adapter never stops the others."""
         try:
-            await self.load(spec, replace=True)
-        except GatewayError as exc:
-            log.error("adapter %s from %s failed to load: %s", spec.name, folder, exc.message)
-        except Exception:
-            log.exception("adapter %s from %s failed to load", spec.name, folder)
+            await self.load(spec, replace=True, rollout=choice)
+        except Exception as exc:
+            known = isinstance(exc, GatewayError)
+            log.error("adapter %s from %s failed to load: %s", spec.name, folder,
+                      getattr(exc, "message", exc), exc_info=not known)
 
     async def aclose(self) -> None:
         self.rollouts.save()  # the numbers since the last write
+        await self.conductor.notices_posted()  # the last word for replicas yet to start
         await self.copies.aclose()
 
     async def _load_version(
