@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from gateway.adapters.errors import AdapterConflict, AdapterNotFound, AdapterUnavailable
 from gateway.adapters.serving.claims import ClaimBoard
+from gateway.adapters.serving.notices import RolloutNotices
 from gateway.adapters.serving.publish import ResolverPublisher
 from gateway.adapters.serving.registry import AdapterRegistry
 from gateway.adapters.serving.service import AdapterService
@@ -37,7 +38,7 @@ from gateway.adapters.store.validation import AdapterPolicy, validate_folder
 from gateway.adapters.store.watcher import AdapterEvent, AdapterEventKind
 from gateway.engine.client import EngineClient
 from gateway.errors import Conflict
-from gateway.rollouts.rollout import Action, RolloutPolicy, Stage
+from gateway.rollouts.rollout import Action, RolloutPolicy, Stage, State
 from gateway.wiring.metrics import gateway_metrics
 from tests.adapter_factory import write_adapter
 
@@ -60,6 +61,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.held: list[tuple[str, TargetLease]] = []
         # The version A must serve after a restart: the last one promoted or swapped in.
         self.expected: str | None = None
+        self.added = 0  # replicas added so far (each with a book and staging of its own)
 
     def run(self, work: Coroutine[Any, Any, Any]) -> Any:
         return self.loop.run_until_complete(asyncio.wait_for(work, GUARD_S))
@@ -72,7 +74,8 @@ class Lifecycle(RuleBasedStateMachine):
             rollouts_file=self.root / f"rollouts-{label}.json",
             publisher=ResolverPublisher(engine, self.root / "resolver", "/models/base",
                                         probe=False),
-            claims=ClaimBoard(self.root / "claims", refresh_s=60))
+            claims=ClaimBoard(self.root / "claims", refresh_s=60),
+            notices=RolloutNotices(self.root / "notices"))
 
     @initialize()
     def start(self) -> None:
@@ -212,6 +215,24 @@ class Lifecycle(RuleBasedStateMachine):
         self.run(fresh.load_store(scan(self.policy)))
         public = fresh.registry.public(NAME)
         assert (public.digest if public else None) == self.expected
+
+    @rule()
+    def a_replica_is_added(self) -> None:
+        """A replica that starts now (rescheduled, scaled up) never serves a candidate that
+        replica A has not promoted to all of its traffic."""
+        self.run(self.replicas["a"].conductor.notices_posted())
+        self.added += 1
+        fresh = self.replica(f"added-{self.added}")
+        try:
+            self.run(fresh.load_store(scan(self.policy)))
+            rollout = self.replicas["a"].rollouts.get(NAME)
+            public = fresh.registry.public(NAME)
+            if rollout is not None and rollout.state is not State.PROMOTED and (
+                    self._digest() == rollout.candidate_digest):
+                assert public is not None and public.digest == rollout.stable_digest
+        finally:
+            self.run(fresh.aclose())
+            self.run(fresh.engine.aclose())
 
     # -- invariants ------------------------------------------------------------------------
 
