@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,12 @@ from typing import Any
 from gateway.adapters.serving.claims import ClaimBoard
 from gateway.adapters.serving.publish import Publisher
 from gateway.adapters.serving.registry import AdapterRegistry
-from gateway.adapters.serving.staging import discard_staged, stage_adapter, staged_path
+from gateway.adapters.serving.staging import (
+    discard_staged,
+    stage_adapter,
+    stage_checked,
+    staged_path,
+)
 from gateway.adapters.serving.versions import AdapterVersion
 from gateway.adapters.store.validation import AdapterSpec
 from gateway.errors import GatewayError
@@ -39,6 +45,15 @@ class EngineCopies:
         # the engines only once none of them does. None: this process is alone.
         self.claims = claims
         self._tasks: set[asyncio.Task[None]] = set()
+        # One staged folder serves every version with its digest: staging it for a new
+        # load and deleting it after the last user left must not interleave (a version
+        # draining away while the same content loads again).
+        self._staging: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def stage(self, spec: AdapterSpec) -> Path:
+        """The staged copy of ``spec`` for a load (:func:`stage_checked`)."""
+        async with self._staging[spec.digest]:
+            return await asyncio.to_thread(stage_checked, spec, self.staging_root)
 
     async def aclose(self) -> None:
         """Cancels the drains and retries still running; withdraws this process's claims."""
@@ -107,9 +122,10 @@ class EngineCopies:
             await self.publisher.withdraw(version.engine_id)
         self.registry.forget(version)
         self.claim()
-        if not self._digest_in_use(version.spec):
-            path = staged_path(version.spec, self.staging_root)
-            await asyncio.to_thread(discard_staged, path, self.staging_root)
+        async with self._staging[version.spec.digest]:
+            if not self._digest_in_use(version.spec):
+                path = staged_path(version.spec, self.staging_root)
+                await asyncio.to_thread(discard_staged, path, self.staging_root)
         log.info("adapter %s@%s (digest %s) unloaded", version.name, version.version,
                  version.spec.short_digest)
 
@@ -127,7 +143,8 @@ class EngineCopies:
         if found is None:
             return
         try:
-            path = await asyncio.to_thread(stage_adapter, found.spec, self.staging_root)
+            async with self._staging[found.spec.digest]:
+                path = await asyncio.to_thread(stage_adapter, found.spec, self.staging_root)
             await self.publisher.publish(engine_id, path)
         except (GatewayError, OSError) as exc:
             # One adapter that cannot come back must not keep the others (or the watcher,

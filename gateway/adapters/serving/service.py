@@ -29,7 +29,6 @@ from gateway.adapters.serving.publish import Publisher, RuntimePublisher
 from gateway.adapters.serving.registry import PIN_SEPARATOR, AdapterRegistry
 from gateway.adapters.serving.routing import Routing
 from gateway.adapters.serving.snapshots import AdapterSnapshot
-from gateway.adapters.serving.staging import stage_checked
 from gateway.adapters.serving.target import Outcome, TargetLease
 from gateway.adapters.serving.versions import AdapterVersion, VersionState
 from gateway.adapters.store.scan import ScanResult, scan
@@ -312,7 +311,7 @@ class AdapterService:
         spec = version.spec
         staged: Path | None = None
         try:
-            staged = await asyncio.to_thread(stage_checked, spec, self.staging_root)
+            staged = await self.copies.stage(spec)
             await self.publisher.publish(version.engine_id, staged)
         except BaseException as exc:
             # Whatever went wrong (cancellation included), the version must not stay
