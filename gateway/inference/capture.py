@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.privacy.redaction import KINDS, Kind, Redactor
@@ -92,16 +93,22 @@ class ExampleCapture:
             if path in self._full:
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
-            size = path.stat().st_size if path.exists() else 0
-            if size + len(line) > self.settings.max_file_bytes:
-                if self.settings.max_files == 0 or len(line) > self.settings.max_file_bytes:
-                    self._full.add(path)
-                    log.warning("example file %s reached %d bytes; no more examples go to it",
-                                path, self.settings.max_file_bytes)
-                    return
-                _rotate(path, self.settings.max_files)
-            with path.open("a", encoding="utf-8") as out:
-                out.write(line)
+            # Workers of one gateway append to and rotate the same file: an OS-level lock
+            # (filelock) keeps each size check, rotation and append whole across them.
+            with FileLock(path.parent / f".{path.name}.lock"):
+                self._append(path, line)
+
+    def _append(self, path: Path, line: str) -> None:
+        size = path.stat().st_size if path.exists() else 0
+        if size + len(line) > self.settings.max_file_bytes:
+            if self.settings.max_files == 0 or len(line) > self.settings.max_file_bytes:
+                self._full.add(path)
+                log.warning("example file %s reached %d bytes; no more examples go to it",
+                            path, self.settings.max_file_bytes)
+                return
+            _rotate(path, self.settings.max_files)
+        with path.open("a", encoding="utf-8") as out:
+            out.write(line)
 
 
 def chat_example(

@@ -213,6 +213,23 @@ def test_rollout_notices_are_shared_and_books_are_not(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_captured_examples_go_to_a_mounted_volume_a_folder_per_replica(overlay: str) -> None:
+    """The root filesystem is read-only, and capture's default folder is relative to it."""
+    pod = find(overlay, "Deployment", "adapter-gateway")["spec"]["template"]["spec"]
+    gateway = pod["containers"][0]
+    env = {e["name"]: e for e in gateway["env"]}
+    folder = env["GATEWAY_STRUCTURED__CAPTURE__DIR"]["value"]
+    assert folder.endswith("/$(POD_NAME)")
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (mount,) = [m for m in gateway["volumeMounts"]
+                if Path(folder).is_relative_to(m["mountPath"])]
+    assert not mount.get("readOnly")
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    claim = find(overlay, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert "ReadWriteMany" in claim["spec"]["accessModes"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_stored_responses_live_on_a_volume_that_holds_them(overlay: str) -> None:
     """The root filesystem is read-only: the SQLite file needs a writable mounted volume,
     of its own, sized for the retention limit and the write-ahead log beside it."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,13 @@ def test_full_files_rotate_and_the_oldest_go(tmp_path: Path) -> None:
                                REPORT)
         capture.record("base", "ticket", example)
     folder = tmp_path / "base"
-    assert sorted(p.name for p in folder.iterdir()) == ["ticket.jsonl", "ticket.jsonl.1",
+    assert sorted(p.name for p in folder.glob("ticket*")) == ["ticket.jsonl", "ticket.jsonl.1",
                                                         "ticket.jsonl.2"]
     newest = [int(r["messages"][0]["content"].split()[0]) for r in _lines(folder / "ticket.jsonl")]
     rotated = [int(r["messages"][0]["content"].split()[0])
                for r in _lines(folder / "ticket.jsonl.1")]
     assert newest == [8] and rotated == [6, 7]  # 0 to 3 were rotated out
-    assert all(p.stat().st_size <= 1024 for p in folder.iterdir())
+    assert all(p.stat().st_size <= 1024 for p in folder.glob("ticket*"))
 
 
 def test_a_full_file_takes_no_more_without_rotation(tmp_path: Path) -> None:
@@ -119,3 +120,36 @@ async def test_a_capture_that_cannot_write_never_costs_the_answer(
         samples = parse((await client.get("/metrics")).text)
     assert value(samples, "gateway_capture_errors_total", reason="not_a_directory") == 2
     assert len([r for r in caplog.records if "capture: cannot write" in r.message]) == 1
+
+
+WRITES = 150
+
+
+def _capture_from_a_process(folder: str, worker: int, failures: Any) -> None:
+    settings = CaptureSettings(enabled=True, dir=Path(folder), max_file_bytes=2048,
+                               max_files=100)
+    capture = ExampleCapture(settings)
+    for index in range(WRITES):
+        example = chat_example([{"role": "user", "content": f"{worker}-{index} " + "x" * 80}],
+                               ANSWER, REPORT)
+        if capture.record("base", "ticket", example) is not None:
+            failures.put((worker, index))
+
+
+def test_worker_processes_rotate_the_same_file_without_losing_examples(tmp_path: Path) -> None:
+    """server.workers > 1: every worker appends to and rotates one file; an OS-level lock
+    keeps each rotation whole, so no write fails and no example is lost."""
+    context = multiprocessing.get_context("spawn")
+    failures = context.Queue()
+    workers = [context.Process(target=_capture_from_a_process,
+                               args=(str(tmp_path), w, failures)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    assert failures.empty()
+    lines = [line for path in (tmp_path / "base").glob("ticket.jsonl*")
+             for line in path.read_text().splitlines()]
+    assert len(lines) == 3 * WRITES
+    assert all(path.stat().st_size <= 2048 for path in (tmp_path / "base").glob("ticket.*"))
