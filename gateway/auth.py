@@ -10,8 +10,12 @@ from typing import Literal
 
 from gateway.errors import PermissionDenied, Unauthenticated
 
-Scope = Literal["user", "admin"]
-_RANK: dict[str, int] = {"user": 1, "admin": 2}
+Scope = Literal["user", "metrics", "admin"]
+# What each scope may do: ``user`` the inference endpoints, ``metrics`` only scrape (a
+# Prometheus key), ``admin`` everything.
+_GRANTS: dict[str, frozenset[str]] = {"user": frozenset({"user"}),
+                                      "metrics": frozenset({"metrics"}),
+                                      "admin": frozenset({"user", "metrics", "admin"})}
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Authenticator:
             raise Unauthenticated(
                 "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'."
             )
-        if _RANK[principal.scope] < _RANK[needed]:
+        if needed not in _GRANTS[principal.scope]:
             raise PermissionDenied(
                 f"This endpoint needs an API key with the '{needed}' scope; "
                 f"the key '{principal.name}' has '{principal.scope}'."

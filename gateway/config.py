@@ -78,7 +78,8 @@ class ApiKey(Section):
 
 class AuthSettings(Section):
     keys: list[ApiKey] = []
-    public_paths: list[str] = ["/health", "/ready", "/metrics", "/metrics/engine"]
+    # /metrics and /metrics/engine need a `metrics` (or `admin`) key unless listed here.
+    public_paths: list[str] = ["/health", "/ready"]
 
 
 class Settings(BaseSettings):

@@ -38,6 +38,15 @@ async def require_unless_public(
     return _remembered(request, _auth(request).authenticate(authorization, "user"))
 
 
+async def require_scraper(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal | None:
+    """A ``metrics`` or ``admin`` key, unless the path is configured public."""
+    if request.url.path in request.app.state.settings.auth.public_paths:
+        return None
+    return _remembered(request, _auth(request).authenticate(authorization, "metrics"))
+
+
 def _remembered(request: Request, principal: Principal | None) -> Principal | None:
     """The caller, kept for the error handler: only admin keys read the gateway's internals."""
     request.state.principal = principal
@@ -70,6 +79,7 @@ async def _request_id(request: Request) -> str:
 UserDep = Annotated[Principal | None, Depends(require_user)]
 AdminDep = Annotated[Principal | None, Depends(require_admin)]
 PublicDep = Annotated[Principal | None, Depends(require_unless_public)]
+ScraperDep = Annotated[Principal | None, Depends(require_scraper)]
 InferenceDep = Annotated[InferenceService, Depends(_inference)]
 ResponsesDep = Annotated[ResponsesService, Depends(_responses)]
 MonitorDep = Annotated[EngineMonitor, Depends(_monitor)]

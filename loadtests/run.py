@@ -237,9 +237,14 @@ def _fake_engine(model: str) -> Iterator[str]:
         proc.wait(timeout=15)
 
 
-def _load(url: str, folder: str, name: str) -> None:
+def _admin() -> dict[str, str]:
+    """An admin key from the environment, if any (with keys, /metrics needs one too)."""
     key = os.environ.get("GATEWAY_ADMIN_KEY") or os.environ.get("GATEWAY_API_KEY")
-    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
+def _load(url: str, folder: str, name: str) -> None:
+    headers = _admin()
     response = httpx.post(f"{url}/v1/adapters", json={"path": folder, "name": name,
                                                       "replace": True},
                           headers=headers, timeout=300)
@@ -277,7 +282,7 @@ def _seconds(duration: str) -> float:
 
 
 def _metrics(url: str) -> str:
-    response = httpx.get(f"{url}/metrics", timeout=30)
+    response = httpx.get(f"{url}/metrics", headers=_admin(), timeout=30)
     response.raise_for_status()
     return response.text
 

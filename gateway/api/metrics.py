@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.deps import PublicDep
+from gateway.deps import ScraperDep
 from gateway.engine.client import EngineClient
 from gateway.errors import UpstreamError
 from gateway.metrics import GatewayMetrics, render
@@ -15,13 +15,13 @@ router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics")
-async def metrics(request: Request, _: PublicDep) -> Response:
+async def metrics(request: Request, _: ScraperDep) -> Response:
     """The gateway's metrics in Prometheus text format."""
     registry: GatewayMetrics = request.app.state.metrics
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def engine_metrics(request: Request, _: PublicDep) -> Response:
+async def engine_metrics(request: Request, _: ScraperDep) -> Response:
     """The engine's own (vLLM) metrics, proxied from its first server."""
     engine: EngineClient = request.app.state.engine
     upstream = await engine.get_raw(f"{engine.urls[0]}/metrics")

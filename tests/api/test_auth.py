@@ -49,7 +49,7 @@ async def test_user_and_admin_keys_reach_inference(secured: httpx.AsyncClient, k
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+@pytest.mark.parametrize("path", ["/health", "/ready"])
 async def test_open_paths_need_no_key(secured: httpx.AsyncClient, path: str) -> None:
     response = await secured.get(path)
     assert response.status_code == 200
@@ -82,3 +82,31 @@ async def test_engine_internals_reach_admin_keys_only(secured: httpx.AsyncClient
     admin = await secured.post("/v1/chat/completions", json=BODY,
                                headers=_bearer("admin-secret"))
     assert admin.status_code == 502 and "10.1.2.3" in admin.json()["error"]["message"]
+
+
+@pytest.fixture
+async def with_scraper(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient]:
+    monkeypatch.setenv("TEST_GATEWAY_ADMIN_KEY", "admin-secret")
+    keys = [*KEYS, {"name": "prometheus", "scope": "metrics", "key": "scrape-secret"}]
+    async for client in start(create_app(make_settings(auth={"keys": keys}))):
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/metrics/engine"])
+async def test_metrics_need_a_metrics_or_admin_key_once_keys_exist(
+        with_scraper: httpx.AsyncClient, path: str) -> None:
+    """The metrics name every adapter and the engine's ids: not for anyone who asks."""
+    assert (await with_scraper.get(path)).status_code == 401
+    assert (await with_scraper.get(path, headers=_bearer("user-secret"))).status_code == 403
+    for key in ("scrape-secret", "admin-secret"):
+        assert (await with_scraper.get(path, headers=_bearer(key))).status_code == 200
+    assert (await with_scraper.get("/health")).status_code == 200  # probes need no key
+
+
+async def test_a_metrics_key_reads_metrics_only(with_scraper: httpx.AsyncClient) -> None:
+    scraper = _bearer("scrape-secret")
+    assert (await with_scraper.post("/v1/chat/completions", json=BODY,
+                                    headers=scraper)).status_code == 403
+    assert (await with_scraper.get("/v1/adapters", headers=scraper)).status_code == 403

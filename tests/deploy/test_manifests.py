@@ -230,6 +230,20 @@ def test_captured_examples_go_to_a_mounted_volume_a_folder_per_replica(overlay: 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_scrapes_the_gateway_with_a_metrics_key(overlay: str) -> None:
+    """/metrics needs a key once keys exist: the ServiceMonitor brings the one the gateway
+    gives the `metrics` scope, from the same secret."""
+    settings = Settings.model_validate(gateway_config(overlay))
+    assert "/metrics" not in settings.auth.public_paths
+    scrapers = {k.key_env for k in settings.auth.keys if k.scope == "metrics"}
+    env = {e["name"]: e for e in container(overlay, "adapter-gateway")["env"]}
+    (endpoint,) = find(overlay, "ServiceMonitor", "adapter-gateway")["spec"]["endpoints"]
+    secret = endpoint["authorization"]["credentials"]
+    assert endpoint["authorization"]["type"] == "Bearer"
+    assert any(env[name]["valueFrom"]["secretKeyRef"] == secret for name in scrapers)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_stored_responses_live_on_a_volume_that_holds_them(overlay: str) -> None:
     """The root filesystem is read-only: the SQLite file needs a writable mounted volume,
     of its own, sized for the retention limit and the write-ahead log beside it."""

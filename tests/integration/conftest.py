@@ -53,6 +53,11 @@ class RealGateway:
         return httpx.Client(base_url=self.url, timeout=120.0,
                             headers={"authorization": f"Bearer {ADMIN_KEY}"})
 
+    def metrics(self) -> str:
+        """The gateway's /metrics text (with keys configured, it needs a metrics or admin key)."""
+        with self.admin() as admin:
+            return admin.get("/metrics").text
+
     def engine_url(self) -> str:
         """The embedded engine's own address, from the gateway's log."""
         found = re.findall(r"engine started: pid=\d+ url=(\S+)", self.log.read_text())

@@ -48,5 +48,5 @@ def test_a_killed_engine_is_back_with_its_adapters(tmp_path: Path) -> None:
         assert len(_engine_pids(gateway.log)) == 2
         base = client.post("/v1/chat/completions", json={**CHAT, "model": MODEL})
         assert base.status_code == 200
-        metrics = client.get("/metrics").text
+        metrics = gateway.metrics()
         assert 'gateway_engine_restarts_total{reason="exited"} 1.0' in metrics

@@ -107,6 +107,5 @@ def test_a_two_turn_conversation(real_gateway: RealGateway) -> None:
     assert isinstance(second.output_parsed, Ticket)
     items = sdk.responses.input_items.list(second.id)
     assert [item.type for item in items.data] == ["message"]
-    with real_gateway.admin() as admin:
-        samples = parse(admin.get("/metrics").text)
+    samples = parse(real_gateway.metrics())
     assert value(samples, "gateway_requests_total", endpoint="responses", status="200") >= 2

@@ -94,7 +94,7 @@ def test_a_trained_version_is_promoted_and_a_spoiled_one_rolled_back(
         assert state["state"] == "rolled_back", state
         assert "deviates more than stable" in state["last_decision"]["reason"]
         assert set(statuses) == {(200, "2")}, statuses  # no client failed or met version 3
-        samples = parse(httpx.get(f"{real_gateway.url}/metrics").text)
+        samples = parse(real_gateway.metrics())
         assert value(samples, "gateway_rollout_decisions_total", adapter="router",
                      action="rollback") == 1
         assert admin.delete("/v1/adapters/router").status_code == 200

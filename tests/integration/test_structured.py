@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -51,7 +50,7 @@ def test_base_model_gets_valid_tickets_through_retries(real_gateway: RealGateway
     # The bundled base model answers in prose when only prompted: the retries are real.
     assert deviations, "expected the base model to deviate at least once"
     assert sum(r["attempts"] for r in reports) > len(TICKETS)
-    samples = parse(httpx.get(f"{real_gateway.url}/metrics").text)
+    samples = parse(real_gateway.metrics())
     counted = value(samples, "gateway_structured_deviations_total", adapter="base")
     assert counted >= len(deviations)
 
@@ -86,5 +85,5 @@ def test_a_first_answer_that_goes_wrong_is_stopped_where_it_did(
     assert first["attempt"] == 1 and first["stopped_early"] is True, report
     # Every attempt's tokens are counted: without fail fast the prose alone runs to 400.
     assert answer.usage is not None and answer.usage.completion_tokens < 100
-    samples = parse(httpx.get(f"{real_gateway.url}/metrics").text)
+    samples = parse(real_gateway.metrics())
     assert value(samples, "gateway_structured_stopped_early_total", adapter="base") >= 1
