@@ -170,7 +170,7 @@ def test_the_router_is_wired_to_the_pool(overlay: str) -> None:
     scorers = {p["pluginRef"] for p in config["schedulingProfiles"][0]["plugins"]}
     assert "lora-affinity-scorer" in scorers
     route = find(overlay, "HTTPRoute", "vllm-pool")["spec"]
-    [backend] = route["rules"][0]["backendRefs"]
+    [backend] = [b for rule in route["rules"] for b in rule.get("backendRefs", ())]
     assert (backend["kind"], backend["name"]) == ("InferencePool", "vllm-pool")
     # The gateway sends every engine request, retries included, to the router.
     [gateway_name] = [p["name"] for p in route["parentRefs"]]
@@ -241,6 +241,69 @@ def test_prometheus_scrapes_the_gateway_with_a_metrics_key(overlay: str) -> None
     secret = endpoint["authorization"]["credentials"]
     assert endpoint["authorization"]["type"] == "Bearer"
     assert any(env[name]["valueFrom"]["secretKeyRef"] == secret for name in scrapers)
+
+
+WORKLOADS = ("adapter-gateway", "vllm", "vllm-pool-epp")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_every_pod_is_hardened(overlay: str, name: str) -> None:
+    """Not root, no privilege escalation, no capabilities, a read-only root filesystem
+    (writable mounts where needed), and requests and a memory limit."""
+    pod = find(overlay, "Deployment", name)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    for each in pod["containers"]:
+        context = each["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert each["resources"]["requests"] and each["resources"]["limits"]["memory"]
+        assert any(m["mountPath"] == "/tmp" for m in each.get("volumeMounts", ())) or (
+            name == "vllm-pool-epp")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_engine_pool_is_reachable_only_through_the_gateway(overlay: str) -> None:
+    """No LoadBalancer in front of the pool, no runtime LoRA route through the router, and
+    network policies that let only the gateway (and the router's own parts) in."""
+    annotations = find(overlay, "Gateway", "inference-gateway")["metadata"]["annotations"]
+    assert annotations["networking.istio.io/service-type"] == "ClusterIP"
+    assert not [o for o in objects(overlay) if o["kind"] == "Service"
+                and o["spec"].get("type") in ("LoadBalancer", "NodePort")]
+    route = find(overlay, "HTTPRoute", "vllm-pool")["spec"]
+    blocked = [rule for rule in route["rules"] if not rule.get("backendRefs")]
+    paths = {m["path"]["value"] for rule in blocked for m in rule["matches"]
+             if m["path"]["type"] == "Exact"}
+    assert paths == {"/v1/load_lora_adapter", "/v1/unload_lora_adapter"}
+    envoy = {"gateway.networking.k8s.io/gateway-name": "inference-gateway"}
+    gateway = {"app.kubernetes.io/name": "adapter-gateway"}
+    allowed = {name: _sources(find(overlay, "NetworkPolicy", name))
+               for name in ("vllm-pool", "vllm-pool-epp", "inference-gateway")}
+    assert allowed["inference-gateway"] == [gateway]
+    assert allowed["vllm-pool-epp"] == [envoy, {"namespace": "monitoring"}]
+    assert allowed["vllm-pool"] == [envoy, gateway, {"app": "vllm-pool-epp"},
+                                    {"namespace": "monitoring"}]
+    for name in ("vllm-pool", "vllm-pool-epp", "inference-gateway"):
+        policy = find(overlay, "NetworkPolicy", name)["spec"]
+        assert policy["policyTypes"] == ["Ingress"]
+        pods = [o for o in objects(overlay) if o["kind"] == "Deployment" and all(
+            o["spec"]["template"]["metadata"]["labels"].get(k) == v
+            for k, v in policy["podSelector"]["matchLabels"].items())]
+        assert pods or name == "inference-gateway"  # Envoy's pods are Istio's own
+
+
+def _sources(policy: Object) -> list[dict[str, str]]:
+    found: list[dict[str, str]] = []
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:
+                found.append({"namespace": peer["namespaceSelector"]["matchLabels"][
+                    "kubernetes.io/metadata.name"]})
+            else:
+                found.append(dict(peer["podSelector"]["matchLabels"]))
+    return found
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
