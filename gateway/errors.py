@@ -45,6 +45,17 @@ class GatewayError(Exception):
         error.update(self.extra)
         return {"error": error}
 
+    def envelope_for(self, *, internals: bool, request_id: str) -> dict[str, Any]:
+        """The body a caller gets: everything for one who may read the gateway's internals
+        (an admin key, or a gateway without keys), else the public message and where the
+        details are."""
+        if internals or self.public is None:
+            return self.envelope()
+        body = self.envelope(internals=False)
+        body["error"]["message"] += (" The details are in the gateway's log (request id "
+                                     f"{request_id!r}).")
+        return body
+
 
 class InvalidRequest(GatewayError):
     status_code = 400

@@ -24,6 +24,9 @@ class Observation:
     failed_status: int | None = None
     # Whether a structured answer's first attempt deviated (None: not structured).
     first_deviated: bool | None = None
+    # Whether the caller may read the gateway's internals in an error (an admin key, or no
+    # keys): decides what a stream's error event says, as the error handler does for the rest.
+    sees_internals: bool = False
 
     def add_upstream(self, seconds: float) -> None:
         self.upstream_seconds += seconds

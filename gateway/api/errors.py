@@ -26,12 +26,8 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     if http_status(exc) >= 500 or exc.public is not None:
         log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-    if exc.public is None or sees_internals(request):
-        return envelope_response(exc)
-    body = exc.envelope(internals=False)
     request_id = str(request.scope.get("state", {}).get("request_id", ""))
-    body["error"]["message"] += (" The details are in the gateway's log (request id "
-                                 f"{request_id!r}).")
+    body = exc.envelope_for(internals=sees_internals(request), request_id=request_id)
     return JSONResponse(body, status_code=http_status(exc), headers=exc.headers)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from gateway.api.errors import sees_internals
 from gateway.auth import Principal
 from gateway.deps import InferenceDep, MonitorDep, ObservationDep, RequestIdDep, UserDep
 from gateway.errors import ClientClosedRequest
@@ -31,6 +32,7 @@ async def chat_completions(
 ) -> Response:
     """Creates a chat completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
+    observation.sees_internals = sees_internals(request)
     answer = service.complete(CHAT, body, observation, request_id, caller_name(caller),
                               sticky(request, service.sticky_header))
     return respond(await unless_client_leaves(request, answer))
@@ -48,6 +50,7 @@ async def completions(
 ) -> Response:
     """Creates a text completion; streams server-sent events with `stream: true`."""
     monitor.require_ready()
+    observation.sees_internals = sees_internals(request)
     answer = service.complete(COMPLETIONS, body, observation, request_id, caller_name(caller),
                               sticky(request, service.sticky_header))
     return respond(await unless_client_leaves(request, answer))

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from gateway.api.errors import sees_internals
 from gateway.api.inference import caller_name, respond, sticky, unless_client_leaves
 from gateway.deps import (
     MonitorDep,
@@ -32,6 +33,7 @@ async def create_response(
 ) -> Response:
     """Creates a response; streams the Responses events with `stream: true`."""
     monitor.require_ready()
+    observation.sees_internals = sees_internals(request)
     answer = service.create(body, observation, request_id, caller_name(caller),
                             sticky(request, service.inference.sticky_header))
     return respond(await unless_client_leaves(request, answer))

@@ -45,8 +45,8 @@ def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def error_event(error: GatewayError) -> bytes:
-    return sse(error.envelope())
+def error_event(error: GatewayError, *, internals: bool = True, request_id: str = "") -> bytes:
+    return sse(error.envelope_for(internals=internals, request_id=request_id))
 
 
 async def events(lines: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:

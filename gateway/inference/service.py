@@ -189,7 +189,8 @@ class InferenceService:
                     raise
                 log.warning("stream %s broke: %s", call.request_id, exc.message)
                 call.observation.failed_status = http_status(exc)
-                yield error_event(exc)
+                yield error_event(exc, internals=call.observation.sees_internals,
+                                  request_id=call.request_id)
             finally:
                 self._upstream_time(call, time.perf_counter() - stats.started)
                 self._record_stream(call, stats)

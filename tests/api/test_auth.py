@@ -110,3 +110,19 @@ async def test_a_metrics_key_reads_metrics_only(with_scraper: httpx.AsyncClient)
     assert (await with_scraper.post("/v1/chat/completions", json=BODY,
                                     headers=scraper)).status_code == 403
     assert (await with_scraper.get("/v1/adapters", headers=scraper)).status_code == 403
+
+
+@pytest.mark.parametrize(("key", "sees"), [("user-secret", False), ("admin-secret", True)])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+async def test_a_stream_that_breaks_tells_user_keys_the_kind_not_the_engines_words(
+        secured: httpx.AsyncClient, fake_engine: FakeEngine, key: str, sees: bool,
+        path: str) -> None:
+    """As on a plain error: the engine's own words go to admin keys and the log."""
+    fake_engine.enqueue("partial answer", stream_end="error")
+    body = ({**BODY, "stream": True} if path.endswith("completions")
+            else {"model": BASE_MODEL, "input": "hi", "stream": True})
+    async with secured.stream("POST", path, json=body, headers=_bearer(key)) as answer:
+        text = (await answer.aread()).decode()
+    assert answer.status_code == 200 and '"error"' in text
+    assert ("KV cache exhausted" in text) is sees
+    assert sees or "request id" in text
