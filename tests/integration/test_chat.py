@@ -85,6 +85,9 @@ def test_seeded_requests_keep_the_engine_alive(real_gateway: RealGateway) -> Non
 
 
 def test_engine_metrics_are_reachable(real_gateway: RealGateway) -> None:
-    response = httpx.get(f"{real_gateway.url}/metrics/engine", timeout=30)
+    """With keys configured, the engine's metrics need a metrics or admin key."""
+    with real_gateway.admin() as admin:
+        response = admin.get("/metrics/engine", timeout=30)
     assert response.status_code == 200
     assert "vllm:" in response.text
+    assert httpx.get(f"{real_gateway.url}/metrics/engine", timeout=30).status_code == 401
