@@ -19,11 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import openai
 import psutil
 import pytest
+from pydantic import BaseModel
 
 from tests.servers import free_port, wait_until_up
 
@@ -32,6 +34,20 @@ MODEL = "SmolLM2-135M-Instruct"
 ADMIN_KEY = "integration-admin-key"
 USER_KEY = "integration-user-key"
 READY_TIMEOUT_S = 600
+
+
+# The ticket the client-library tests (tools, Responses) ask each model to route.
+TICKET = "Route this support ticket: I was charged twice for my plan this month."
+# The first attempt of a model that writes prose where a call is due runs to this limit.
+MAX_TOKENS = 64
+
+
+class Ticket(BaseModel):
+    """Where a support ticket goes."""
+
+    category: Literal["billing", "technical", "account", "other"]
+    priority: Literal["low", "medium", "high"]
+    escalate: bool
 
 
 @dataclass

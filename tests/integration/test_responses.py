@@ -5,7 +5,7 @@ ticket-router adapter. Each must come back with a valid, parsed object."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import openai
@@ -15,30 +15,18 @@ from agents import ModelSettings as AgentsSettings
 from agents import OpenAIProvider as AgentsProvider
 from agents import RunConfig, Runner, set_tracing_disabled
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from pydantic_ai import Agent, NativeOutput
 from pydantic_ai.models.openai import OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
-from tests.integration.conftest import MODEL, USER_KEY, RealGateway
+from tests.integration.conftest import MAX_TOKENS, MODEL, TICKET, USER_KEY, RealGateway, Ticket
 from tests.metrics_reader import parse, value
 
 pytestmark = pytest.mark.integration
 
 set_tracing_disabled(True)  # the Agents SDK would send its traces to OpenAI
-
-TICKET = "Route this support ticket: I was charged twice for my plan this month."
-MAX_TOKENS = 64
-
-
-class Ticket(BaseModel):
-    """Where a support ticket goes."""
-
-    category: Literal["billing", "technical", "account", "other"]
-    priority: Literal["low", "medium", "high"]
-    escalate: bool
-
 
 def _async_sdk(gateway: RealGateway) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=USER_KEY, max_retries=0,

@@ -6,35 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import instructor
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from pydantic_ai import Agent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.settings import ModelSettings
 
-from tests.integration.conftest import USER_KEY, RealGateway
+from tests.integration.conftest import MAX_TOKENS, TICKET, USER_KEY, RealGateway, Ticket
 
 pytestmark = pytest.mark.integration
-
-TICKET = "Route this support ticket: I was charged twice for my plan this month."
-# The first attempt of a model that writes prose where a call is due runs to this limit.
-MAX_TOKENS = 64
-
-
-class Ticket(BaseModel):
-    """Where a support ticket goes."""
-
-    category: Literal["billing", "technical", "account", "other"]
-    priority: Literal["low", "medium", "high"]
-    escalate: bool
-
 
 ROUTE = openai.pydantic_function_tool(Ticket, name="route_ticket")
 
