@@ -55,6 +55,7 @@ class ResponseStore:
     def __init__(self, settings: ResponsesSettings) -> None:
         self.settings = settings
         self.path = settings.store_file
+        self._ready = False  # the file has WAL mode and the table (set up once)
 
     def check(self) -> None:
         """Raises ResponseStoreUnavailable unless the database opens (created if missing)."""
@@ -74,14 +75,17 @@ class ResponseStore:
     def get(self, owner: str, response_id: str) -> Stored:
         """The response ``response_id`` made with ``owner``'s key; 404 for anyone else's."""
         with self._connection() as db:
-            row = db.execute("SELECT input, response FROM responses WHERE id = ? AND owner = ? "
-                             "AND created_at >= ?",
-                             (response_id, owner, self._oldest())).fetchone()
-        if row is None:
+            found = self._row(db, owner, response_id)
+        if found is None:
             raise NotFound(f"No response with id {response_id!r} is stored for this key: it "
                            "was made with store: false, deleted, expired, or never existed.",
                            param="response_id", code="response_not_found")
-        return Stored(json.loads(row[0]), json.loads(row[1]))
+        return found
+
+    def _row(self, db: sqlite3.Connection, owner: str, response_id: str) -> Stored | None:
+        row = db.execute("SELECT input, response FROM responses WHERE id = ? AND owner = ? "
+                         "AND created_at >= ?", (response_id, owner, self._oldest())).fetchone()
+        return None if row is None else Stored(json.loads(row[0]), json.loads(row[1]))
 
     def delete(self, owner: str, response_id: str) -> None:
         with self._connection() as db:
@@ -92,22 +96,22 @@ class ResponseStore:
                            param="response_id", code="response_not_found")
 
     def conversation(self, owner: str, response_id: str) -> list[Stored]:
-        """The chain that ends with ``response_id``, oldest first (``max_chain`` at most)."""
+        """The chain that ends with ``response_id``, oldest first (``max_chain`` at most),
+        read in one transaction."""
         chain: list[Stored] = []
         current: str | None = response_id
-        while current is not None and len(chain) < self.settings.max_chain:
-            try:
-                turn = self.get(owner, current)
-            except NotFound:
-                if not chain:
-                    raise InvalidRequest(
-                        f"previous_response_id {response_id!r} is not stored for this key: "
-                        "it was made with store: false, deleted, expired, or never existed",
-                        param="previous_response_id", code="previous_response_not_found",
-                    ) from None
-                break  # an older turn has expired: the conversation starts after it
-            chain.append(turn)
-            current = turn.response.get("previous_response_id")
+        with self._connection() as db:
+            while current is not None and len(chain) < self.settings.max_chain:
+                turn = self._row(db, owner, current)
+                if turn is None:
+                    break  # an older turn has expired: the conversation starts after it
+                chain.append(turn)
+                current = turn.response.get("previous_response_id")
+        if not chain:
+            raise InvalidRequest(
+                f"previous_response_id {response_id!r} is not stored for this key: it was "
+                "made with store: false, deleted, expired, or never existed",
+                param="previous_response_id", code="previous_response_not_found")
         return chain[::-1]
 
     def _retain(self, db: sqlite3.Connection) -> None:
@@ -134,11 +138,14 @@ class ResponseStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
+                if not self._ready:
+                    db.execute("PRAGMA journal_mode=WAL")  # kept in the file itself
+                    db.executescript(_SCHEMA)
+                    self._ready = True
                 with db:
                     yield db
         except (sqlite3.Error, OSError) as exc:
+            self._ready = False  # a file replaced or removed meanwhile is set up again
             log.error("stored responses: %s is unusable (%s); store: false still works",
                       self.path, exc)
             raise ResponseStoreUnavailable(
