@@ -3,6 +3,8 @@
 # converted at build time into /models (nothing is fetched from a model hub at run time).
 #   docker build -t adapter-gateway:latest .              (ENGINE=gpu for a CUDA vLLM)
 # The GPU pool (deploy/overlays/gpu) runs the upstream vllm/vllm-openai image instead.
+# Packages come from requirements/$ENGINE.lock, pinned and hash-checked: the versions the test
+# suite ran, without its tools. Pin the base image by digest for a release (docs/deploy.md).
 FROM python:3.11-slim-bookworm
 
 ARG ENGINE=cpu
@@ -14,10 +16,11 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY scripts ./scripts
 COPY gateway ./gateway
 COPY config ./config
-RUN ENGINE=$ENGINE scripts/setup.sh \
+RUN ENGINE=$ENGINE TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu scripts/setup.sh --runtime \
     && .venv/bin/adapter-gateway prepare-model --target /models/SmolLM2-135M-Instruct \
     && rm -rf /root/.cache
 
