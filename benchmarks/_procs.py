@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from gateway.engine.model_prep import default_model_dir
 from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.servers import wait_until_up
 
@@ -49,10 +50,16 @@ def fake_engine(port: int) -> Iterator[str]:
 @contextlib.contextmanager
 def gateway(port: int, engine_url: str, **settings: object) -> Iterator[subprocess.Popen[bytes]]:
     roots = tempfile.mkdtemp(prefix="bench-adapters-")
+    # The compile check runs the engine's compiler for the bundled model's tokenizer, as an
+    # embedded engine's would.
+    structured = dict(settings.pop("structured", {}))  # type: ignore[call-overload]
+    structured["grammar_check"] = {"tokenizer": str(default_model_dir()),
+                                   **structured.get("grammar_check", {})}
     config = {"server": {"port": port, "log_level": "info"},
               "engine": {"mode": "remote", "urls": [engine_url], "model": MODEL},
               "adapters": {"watch": False, "roots": [roots],
-                           "base_model_config": str(BUNDLED_BASE_CONFIG)}, **settings}
+                           "base_model_config": str(BUNDLED_BASE_CONFIG)},
+              "structured": structured, **settings}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump(config, handle)
     try:

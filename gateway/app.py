@@ -20,6 +20,7 @@ from gateway.config import Settings
 from gateway.engine.client import EngineClient
 from gateway.engine.monitor import EngineMonitor
 from gateway.engine.supervisor import VllmSupervisor
+from gateway.grammar.gate import GrammarGate
 from gateway.inference.service import InferenceService
 from gateway.inference.structured import build_structured_runner
 from gateway.inference.targets import TargetResolver
@@ -29,6 +30,7 @@ from gateway.privacy.redaction import Redactor
 from gateway.responses.service import ResponsesService
 from gateway.responses.store import ResponseStore
 from gateway.wiring.engine import keep_engine, start_embedded_engine
+from gateway.wiring.grammar import grammar_checker
 from gateway.wiring.metrics import gateway_metrics as build_metrics
 from gateway.wiring.store import (
     adapter_policy,
@@ -83,7 +85,10 @@ async def _wire(
     stack.push_async_callback(monitor.stop)
     app.state.keeper = (None if supervisor is None
                         else keep_engine(supervisor, monitor, recorder, settings.engine, stack))
-    structured = build_structured_runner(settings.structured, recorder)
+    grammars = grammar_checker(settings, recorder)
+    if grammars is not None:
+        stack.push_async_callback(grammars.aclose)
+    structured = build_structured_runner(settings.structured, recorder, grammars)
     adapter_service = AdapterService(
         AdapterRegistry(), adapter_policy(settings), engine, recorder,
         staging_root=settings.adapters.staging_dir,
@@ -107,8 +112,10 @@ async def _wire(
     app.state.adapters = adapter_service
     app.state.targets = targets
     app.state.started_at = int(time.time())
-    app.state.inference = InferenceService(engine, targets, settings.limits, recorder,
-                                           structured, settings.adapters.rollout_sticky_header)
+    app.state.grammars = grammars
+    app.state.inference = InferenceService(GrammarGate(engine, grammars), targets,
+                                           settings.limits, recorder, structured,
+                                           settings.adapters.rollout_sticky_header)
     stack.push_async_callback(app.state.inference.aclose)
     app.state.responses = ResponsesService(
         app.state.inference, ResponseStore(settings.responses),

@@ -283,6 +283,19 @@ class GatewayMetrics:
             "Examples the capture could not write (the answer still went out), by reason.",
             ["reason"], registry=r,
         )
+        # One count per grammar the compile check judged (cached: a grammar counts once per
+        # process while its verdict is kept), by kind and whether it is constrainable.
+        self.grammar_verdicts = Counter(
+            "gateway_grammar_verdicts",
+            "Grammars the compile check judged, by kind and whether the engine's compiler "
+            "takes them within the limits (constrainable).",
+            ["kind", "constrainable"], registry=r,
+        )
+        self.grammar_compile_duration = Histogram(
+            "gateway_grammar_compile_duration_seconds",
+            "Time the compile check took per grammar (a breach of the limit counts the limit).",
+            ["kind"], buckets=LOAD_BUCKETS, registry=r,
+        )
         self.engine_ready = Gauge(
             "gateway_engine_ready", "1 when the engine answers its health check, else 0.",
             registry=r, multiprocess_mode="livemax",
@@ -534,6 +547,11 @@ class Recorder:
 
     def capture_failed(self, reason: str) -> None:
         self._m.capture_errors.labels(self._m.capture_error_reasons(reason)).inc()
+
+    def grammar_verdict(self, kind: str, constrainable: bool, seconds: float) -> None:
+        """A new verdict of the compile check (``kind``: one of structured.grammars.KINDS)."""
+        self._m.grammar_verdicts.labels(kind, "true" if constrainable else "false").inc()
+        self._m.grammar_compile_duration.labels(kind).observe(seconds)
 
     def engine_server(self, server: str, admitted: bool, ejections: int) -> None:
         """One server's standing after a health round; ``ejections``: new ones since the last."""

@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.fakes.engine import FakeEngine
+from tests.fakes.grammar import REFERENCE as STAND_IN_COMPILER
 from tests.servers import serving
 
 BASE_MODEL = "base-model"
@@ -55,8 +56,14 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
                     **sections.pop("adapters", {})}
         responses = {"store_file": str(tmp_path / "responses.sqlite3"),
                      **sections.pop("responses", {})}
+        structured = sections.pop("structured", {})
+        # The compile check runs a stand-in compiler in its worker: a fake engine has no
+        # tokenizer, and the stand-in can be made to hang or balloon on cue.
+        structured = {**structured, "grammar_check": {
+            "compiler": STAND_IN_COMPILER, **structured.get("grammar_check", {})}}
         return Settings.model_validate({"engine": engine, "adapters": adapters,
-                                        "responses": responses, **sections})
+                                        "responses": responses, "structured": structured,
+                                        **sections})
 
     return build
 

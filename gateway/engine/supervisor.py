@@ -26,6 +26,8 @@ from gateway.errors import EngineUnavailable
 logger = logging.getLogger(__name__)
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# The structured-output backend the engine is pinned to.
+GRAMMAR_BACKEND = "xgrammar"
 # What the engine inherits from the gateway's environment, and nothing else: the gateway's
 # own variables (API keys among them) never reach it.
 INHERITED_ENV = frozenset({
@@ -90,6 +92,10 @@ class VllmServerSpec:
             "--max-lora-rank", str(self.max_lora_rank),
             "--max-loras", str(self.max_loras),
             "--max-model-len", str(self.max_model_len),
+            # One grammar backend, the one the compile check runs (gateway.grammar): under
+            # "auto", a schema xgrammar refuses would fall back per request to a backend that
+            # builds its masks while decoding, which no compile check can bound.
+            f"--structured-outputs-config.backend={GRAMMAR_BACKEND}",
         ]  # fmt: skip
         if self.max_cpu_loras is not None:
             args += ["--max-cpu-loras", str(self.max_cpu_loras)]

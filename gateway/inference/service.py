@@ -14,8 +14,8 @@ from typing import Any
 
 from gateway.adapters.errors import AdapterVersionCut
 from gateway.adapters.serving.target import ModelTarget, Outcome, TargetLease
-from gateway.engine.client import EngineClient
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError, http_status
+from gateway.grammar.gate import GrammarGate
 from gateway.inference.admission import Admission
 from gateway.inference.call import AnyRequest, Call, Reply
 from gateway.inference.relay import StreamStats, error_event, events, observe, relay
@@ -34,7 +34,7 @@ ADAPTER_VERSION_HEADER = "x-adapter-version"
 class InferenceService:
     def __init__(
         self,
-        engine: EngineClient,
+        engine: GrammarGate,
         targets: TargetResolver,
         limits: LimitSettings,
         recorder: Recorder,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from gateway._sections import PROJECT_ROOT, Section
+from gateway.grammar.settings import GrammarCheckSettings
 from gateway.inference.capture import CaptureSettings
 from gateway.structured.bounds import SchemaBounds
 from gateway.structured.retry import RetrySettings
@@ -32,3 +33,5 @@ class StructuredSettings(Section):
     # Stream a structured request's first attempt and stop it as soon as it cannot be
     # valid, when a retry would follow (see gateway/structured/early.py).
     fail_fast: bool = True
+    # Every grammar compiled first by the engine's compiler, under limits (gateway/grammar).
+    grammar_check: GrammarCheckSettings = GrammarCheckSettings()

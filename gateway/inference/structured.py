@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamClientError
+from gateway.grammar.checker import GrammarChecker
 from gateway.inference.call import Call, Forwarder, Reply, Upstream
 from gateway.inference.capture import ExampleCapture, chat_example, completion_example
 from gateway.inference.fail_fast import UNSUPPORTED, watched_attempt
@@ -25,6 +26,7 @@ from gateway.structured.budget import RetryBudget
 from gateway.structured.contract import Contract, SchemaContract, StreamCheck, ToolContract
 from gateway.structured.decoding_fields import check_decoding_fields, has_decoding_fields
 from gateway.structured.deviations import Verdict
+from gateway.structured.grammars import grammar_specs
 from gateway.structured.outcome import EXTENSION, Outcome
 from gateway.structured.response_format import (
     JSON_OBJECT,
@@ -63,6 +65,7 @@ class StructuredRunner:
         validate_adapter_defaults: bool = True,
         capture: ExampleCapture | None = None,
         fail_fast: bool = True,
+        grammars: GrammarChecker | None = None,
     ) -> None:
         self.schemas = schemas
         self.cache = cache
@@ -75,6 +78,8 @@ class StructuredRunner:
         self.validate_adapter_defaults = validate_adapter_defaults
         self.capture = capture
         self.fail_fast = fail_fast
+        # The compile check's verdicts (None: grammars are not checked).
+        self.grammars = grammars
 
     def plan(self, call: Call) -> Plan | None:
         """What ``call`` asks of its answer and the retry policy, or None for free text.
@@ -128,6 +133,7 @@ class StructuredRunner:
         budget.record_request()
         strategy: Strategy | None = None
         can_constrain = True
+        self._prefetch_grammars(plan, chat)
         check = self._prefix_check(plan, first, budget)
         while True:
             early: Verdict | None = None
@@ -158,6 +164,13 @@ class StructuredRunner:
                                     stopped_early=early is not None)
                 if verdict.valid:
                     break
+            if can_constrain and next_strategy(
+                    plan.policy, outcome.attempts, verdict, outcome.strategies) \
+                    is Strategy.CONSTRAINED:
+                constrained = contract.retry_body(Strategy.CONSTRAINED, first, answer, verdict,
+                                                  chat)
+                outcome.constrained = await self._unavailable(constrained, chat)
+                can_constrain = outcome.constrained is None
             strategy = self._next(plan, outcome, verdict, labels, budget, can_constrain)
             if strategy is Strategy.EXTRACT:
                 if await asyncio.to_thread(self._extract, outcome, verdict, plan):
@@ -182,6 +195,28 @@ class StructuredRunner:
                                     call.chat)
         verdict = await asyncio.to_thread(plan.contract.check, answer, None)
         return not verdict.valid
+
+    def _prefetch_grammars(self, plan: Plan, chat: bool) -> None:
+        """Queues the compile check of the constrained retries' grammars, so that their
+        verdicts are usually made by the time a retry needs one."""
+        if self.grammars is None or Strategy.CONSTRAINED not in plan.policy.strategies:
+            return
+        for fields in plan.contract.grammars():
+            self.grammars.prefetch(grammar_specs(fields, chat))
+
+    async def _unavailable(self, body: dict[str, Any], chat: bool) -> str | None:
+        """Why a constrained retry with ``body`` cannot be made (its grammar fails the
+        compile check, or has no verdict within the compile limit), or None."""
+        if self.grammars is None:
+            return None
+        limit = self.grammars.patience()
+        for spec in grammar_specs(body, chat):
+            verdict = await self.grammars.wait(spec, limit)
+            if verdict is None:
+                return f"unavailable: no compile verdict within {limit:g} s"
+            if not verdict.compilable:
+                return verdict.describe()
+        return None
 
     def _prefix_check(
         self, plan: Plan, first: dict[str, Any], budget: RetryBudget
@@ -277,7 +312,7 @@ class StructuredRunner:
 
 
 def build_structured_runner(
-    settings: StructuredSettings, recorder: Recorder
+    settings: StructuredSettings, recorder: Recorder, grammars: GrammarChecker | None = None
 ) -> StructuredRunner:
     """Loads the named schemas and builds the runner; invalid schema files are logged."""
     cache = ValidatorCache(settings.bounds)
@@ -290,6 +325,7 @@ def build_structured_runner(
         validate_adapter_defaults=settings.validate_adapter_defaults,
         capture=capture,
         fail_fast=settings.fail_fast,
+        grammars=grammars,
     )
 
 

@@ -86,6 +86,11 @@ class Contract(Protocol):
         """The engine request of a retry made with ``strategy``."""
         ...
 
+    def grammars(self) -> list[dict[str, Any]]:
+        """The format fields of every constrained retry this contract may make (for the
+        compile check to judge before one is needed)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SchemaContract:
@@ -122,6 +127,9 @@ class SchemaContract:
                    verdict: Verdict, chat: bool) -> dict[str, Any]:
         return attempts.retry_body(strategy, first, last, verdict,
                                    self.requested.schema.schema, chat)
+
+    def grammars(self) -> list[dict[str, Any]]:
+        return [constrained_fields(self.requested.schema.schema)]
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,12 @@ class ToolContract:
                 body.pop("max_completion_tokens", None)
                 body["max_tokens"] = limit
         return body
+
+    def grammars(self) -> list[dict[str, Any]]:
+        schemas: list[Mapping[str, Any]] = [call_schema(self.tools)]
+        if self.content is not None:
+            schemas.append(self.content.schema.schema)
+        return [constrained_fields(schema) for schema in schemas]
 
 
 class _AnswerCheck(PrefixCheck):

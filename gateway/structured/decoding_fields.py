@@ -5,9 +5,11 @@
 older ``guided_*`` fields; each of them makes the engine compile a grammar from
 client input, the class of input behind vLLM's published denial-of-service
 advisories. So they pass the same bounds as ``response_format`` (schemas through
-the validator cache, regexes through the pattern check, choices through the enum
-bound), or are refused with a 400 whose ``param`` names the field: grammars and
-structural tags, which no bound here can judge, and keys the gate does not know.
+the validator cache, regexes by length, choices through the enum bound), or are
+refused with a 400 whose ``param`` names the field: grammars and structural tags,
+and keys the gate does not know. What the engine's compiler makes of what passes
+here is measured before it reaches the engine: the compile check (``gateway.grammar``)
+sees every grammar an engine request carries.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.structured.bounds import check_pattern
 from gateway.structured.errors import InvalidResponseFormat, SchemaRejected
 from gateway.structured.validation import ValidatorCache
 
@@ -119,10 +120,6 @@ def _check_regex(value: object, param: str, cache: ValidatorCache) -> None:
     if len(value) > cache.bounds.max_pattern_chars:
         raise SchemaRejected(f"{param} is longer than {cache.bounds.max_pattern_chars} "
                              "characters: use a shorter pattern", param=param)
-    try:
-        check_pattern(value, param)
-    except SchemaRejected as exc:
-        raise SchemaRejected(exc.message, param=param) from exc
 
 
 def _check_choice(value: object, param: str, cache: ValidatorCache) -> None:

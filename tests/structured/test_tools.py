@@ -94,8 +94,8 @@ def test_malformed_tools_are_refused_naming_the_field(
 
 @pytest.mark.parametrize("parameters", [
     {"type": "object", "properties": {"a": {"$ref": "https://evil.example/schema.json"}}},
-    {"type": "object", "properties": {"a": {"type": "string", "pattern": "(a+)+$"}}},
-    {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2000)}},
+    {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=a)b"}}},
+    {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(5000)}},
 ])
 def test_hostile_parameters_are_refused_naming_the_tool(
     registry: SchemaRegistry, cache: ValidatorCache, parameters: dict[str, Any]

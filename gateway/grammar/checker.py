@@ -1,0 +1,139 @@
+"""Verdicts on grammars, by digest: compiled once in the background, then read from a cache.
+
+The first sight of a grammar queues its compile (:meth:`GrammarChecker.prefetch`): a
+structured request queues the grammar of its constrained retry while its first attempt is
+still running, so a retry usually finds the verdict made. One compile runs at a time, in
+the worker process, off the event loop; every waiter of the same grammar shares it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+from gateway.grammar.settings import GrammarCheckSettings
+from gateway.grammar.worker import CompileWorker, WorkerUnavailable
+from gateway.metrics import Recorder
+from gateway.structured.grammars import GrammarSpec, GrammarVerdict
+
+log = logging.getLogger(__name__)
+
+# After the worker failed to start, verdicts say so for this long before it is tried again.
+_RESTART_AFTER_S = 30.0
+
+
+class GrammarChecker:
+    """Compiles each grammar once under the limits and keeps the verdict."""
+
+    def __init__(self, settings: GrammarCheckSettings, tokenizer: Path | None,
+                 recorder: Recorder | None = None) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        self._worker = CompileWorker(settings.compiler, tokenizer, settings.threads,
+                                     settings.start_timeout_s)
+        self._verdicts: OrderedDict[str, GrammarVerdict] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[GrammarVerdict]] = {}
+        self._queue: asyncio.Queue[GrammarSpec] = asyncio.Queue()
+        self._runner: asyncio.Task[None] | None = None
+        self._broken: tuple[float, str] | None = None
+        self.compiles = 0
+
+    def verdict(self, spec: GrammarSpec) -> GrammarVerdict | None:
+        """The cached verdict on ``spec``, or None when none is made yet."""
+        verdict = self._verdicts.get(spec.key)
+        if verdict is not None:
+            self._verdicts.move_to_end(spec.key)
+        return verdict
+
+    def prefetch(self, specs: Iterable[GrammarSpec]) -> None:
+        """Queues the compile of every grammar without a verdict (and not queued yet)."""
+        for spec in specs:
+            self._future(spec)
+
+    async def wait(self, spec: GrammarSpec, timeout_s: float) -> GrammarVerdict | None:
+        """The verdict on ``spec``, waiting for it up to ``timeout_s``; None if not made."""
+        cached = self.verdict(spec)
+        if cached is not None:
+            return cached
+        future = self._future(spec)
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        return None
+
+    def wait_limit(self) -> float:
+        """How long a passed-through request waits for a verdict: the compile limit for
+        each grammar queued (one compile runs at a time), and the worker's start when it
+        has not started yet."""
+        limit = self.patience() * (len(self._pending) + 1)
+        return limit if self._worker.starts else limit + self.settings.start_timeout_s
+
+    def patience(self) -> float:
+        """How long one verdict may take: the compile limit, and a second for the worker
+        to report a breach of it."""
+        return self.settings.time_limit_s + 1.0
+
+    def _future(self, spec: GrammarSpec) -> asyncio.Future[GrammarVerdict]:
+        future = self._pending.get(spec.key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            cached = self.verdict(spec)
+            if cached is not None:
+                future.set_result(cached)
+                return future
+            self._pending[spec.key] = future
+            self._queue.put_nowait(spec)
+            if self._runner is None or self._runner.done():
+                self._runner = asyncio.create_task(self._run(), name="grammar-check")
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            spec = await self._queue.get()
+            verdict = self.verdict(spec)
+            if verdict is None:
+                made, keep = await asyncio.to_thread(self._compile, spec)
+                if keep:
+                    self._keep(spec, made)
+                verdict = made
+            future = self._pending.pop(spec.key, None)
+            if future is not None and not future.done():
+                future.set_result(verdict)
+
+    def _compile(self, spec: GrammarSpec) -> tuple[GrammarVerdict, bool]:
+        """One compile in the worker (blocking, on a thread), and whether to keep its verdict."""
+        if self._broken is not None and time.monotonic() - self._broken[0] < _RESTART_AFTER_S:
+            return GrammarVerdict(False, 0.0, self._broken[1]), False
+        try:
+            result = self._worker.compile(spec.kind, spec.text, self.settings.time_limit_s,
+                                          self.settings.memory_limit_mib << 20)
+        except WorkerUnavailable as exc:
+            # Not cached: a worker that starts later gives the grammar its real verdict.
+            self._broken = (time.monotonic(), str(exc))
+            log.error("grammar compile check unavailable: %s", exc)
+            return GrammarVerdict(False, 0.0, str(exc)), False
+        self._broken = None
+        self.compiles += 1
+        return GrammarVerdict(result.problem is None, result.ms, result.problem), True
+
+    def _keep(self, spec: GrammarSpec, verdict: GrammarVerdict) -> None:
+        self._verdicts[spec.key] = verdict
+        while len(self._verdicts) > self.settings.max_verdicts:
+            self._verdicts.popitem(last=False)
+        if not verdict.compilable:
+            log.warning("grammar %s (%s, from %s) is not constrainable: %s", spec.key[:12],
+                        spec.kind, spec.param, verdict.reason)
+        if self.recorder is not None:
+            self.recorder.grammar_verdict(spec.kind, verdict.compilable, verdict.ms / 1000)
+
+    async def aclose(self) -> None:
+        """Stops the background compiles and the worker."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        await asyncio.to_thread(self._worker.stop)
