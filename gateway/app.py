@@ -87,6 +87,8 @@ async def _wire(
                         else keep_engine(supervisor, monitor, recorder, settings.engine, stack))
     grammars = grammar_checker(settings, recorder)
     if grammars is not None:
+        if settings.structured.grammar_check.start_early:
+            grammars.warm()
         stack.push_async_callback(grammars.aclose)
     structured = build_structured_runner(settings.structured, recorder, grammars)
     adapter_service = AdapterService(

@@ -59,8 +59,10 @@ def make_settings(tmp_path: Any, engine_url: str) -> SettingsFactory:
         structured = sections.pop("structured", {})
         # The compile check runs a stand-in compiler in its worker: a fake engine has no
         # tokenizer, and the stand-in can be made to hang or balloon on cue.
+        # Started on the first grammar: most tests send none.
         structured = {**structured, "grammar_check": {
-            "compiler": STAND_IN_COMPILER, **structured.get("grammar_check", {})}}
+            "compiler": STAND_IN_COMPILER, "start_early": False,
+            **structured.get("grammar_check", {})}}
         return Settings.model_validate({"engine": engine, "adapters": adapters,
                                         "responses": responses, "structured": structured,
                                         **sections})

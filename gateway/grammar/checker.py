@@ -38,7 +38,8 @@ class GrammarChecker:
                                      settings.start_timeout_s)
         self._verdicts: OrderedDict[str, GrammarVerdict] = OrderedDict()
         self._pending: dict[str, asyncio.Future[GrammarVerdict]] = {}
-        self._queue: asyncio.Queue[GrammarSpec] = asyncio.Queue()
+        # None in the queue: start the worker (``warm``).
+        self._queue: asyncio.Queue[GrammarSpec | None] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
         self._broken: tuple[float, str] | None = None
         self.compiles = 0
@@ -65,17 +66,23 @@ class GrammarChecker:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         return None
 
+    def warm(self) -> None:
+        """Starts the worker in the background (it loads the tokenizer: seconds), so that the
+        first grammar does not wait for it."""
+        self._queue.put_nowait(None)
+        self._ensure_runner()
+
     def wait_limit(self) -> float:
         """How long a passed-through request waits for a verdict: the compile limit for
         each grammar queued (one compile runs at a time), and the worker's start when it
         has not started yet."""
-        limit = self.patience() * (len(self._pending) + 1)
-        return limit if self._worker.starts else limit + self.settings.start_timeout_s
+        return self.patience() + self.settings.time_limit_s * len(self._pending)
 
     def patience(self) -> float:
-        """How long one verdict may take: the compile limit, and a second for the worker
-        to report a breach of it."""
-        return self.settings.time_limit_s + 1.0
+        """How long one verdict may take: the compile limit and a second for the worker to
+        report a breach of it, and the worker's start while it is starting."""
+        limit = self.settings.time_limit_s + 1.0
+        return limit if self._worker.running else limit + self.settings.start_timeout_s
 
     def _future(self, spec: GrammarSpec) -> asyncio.Future[GrammarVerdict]:
         future = self._pending.get(spec.key)
@@ -87,13 +94,19 @@ class GrammarChecker:
                 return future
             self._pending[spec.key] = future
             self._queue.put_nowait(spec)
-            if self._runner is None or self._runner.done():
-                self._runner = asyncio.create_task(self._run(), name="grammar-check")
+            self._ensure_runner()
         return future
+
+    def _ensure_runner(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name="grammar-check")
 
     async def _run(self) -> None:
         while True:
             spec = await self._queue.get()
+            if spec is None:
+                await asyncio.to_thread(self._start)
+                continue
             verdict = self.verdict(spec)
             if verdict is None:
                 made, keep = await asyncio.to_thread(self._compile, spec)
@@ -103,6 +116,13 @@ class GrammarChecker:
             future = self._pending.pop(spec.key, None)
             if future is not None and not future.done():
                 future.set_result(verdict)
+
+    def _start(self) -> None:
+        try:
+            self._worker.start()
+        except WorkerUnavailable as exc:
+            self._broken = (time.monotonic(), str(exc))
+            log.error("grammar compile check unavailable: %s", exc)
 
     def _compile(self, spec: GrammarSpec) -> tuple[GrammarVerdict, bool]:
         """One compile in the worker (blocking, on a thread), and whether to keep its verdict."""

@@ -31,3 +31,6 @@ class GrammarCheckSettings(Section):
     max_verdicts: int = Field(10_000, ge=1)
     # Seconds to wait for the worker to load the tokenizer before a verdict says it failed.
     start_timeout_s: float = Field(120.0, gt=0)
+    # Start the worker with the gateway (it loads the tokenizer beside the engine's start),
+    # so that the first grammar need not wait for it; false: on the first grammar.
+    start_early: bool = True

@@ -174,6 +174,7 @@ class CompileWorker:
         self.start_timeout_s = start_timeout_s
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
+        self._ready_now = False
         self.starts = 0
 
     def compile(self, kind: str, text: str, time_limit_s: float, memory_limit: int) -> Compiled:
@@ -204,10 +205,20 @@ class CompileWorker:
             return Compiled(ms, f"grammar compile exceeded {memory_limit >> 20} MiB of memory")
         return Compiled(ms, error)
 
+    @property
+    def running(self) -> bool:
+        """Whether a started worker is waiting for grammars."""
+        return self._ready_now and self._process is not None and self._process.is_alive()
+
+    def start(self) -> None:
+        """Starts the worker now, unless it runs (blocking: it loads the tokenizer)."""
+        self._ready()
+
     def _ready(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
         if self._process is not None and self._conn is not None and self._process.is_alive():
             return self._conn, self._process
         self.stop()
+        self._ready_now = False
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         process = context.Process(target=serve, name="grammar-compile-worker", daemon=True,
@@ -227,6 +238,7 @@ class CompileWorker:
         if status != "ready":
             self.stop()
             raise WorkerUnavailable(f"the compile worker cannot start: {detail}")
+        self._ready_now = True
         return parent, process
 
     def stop(self) -> None:
