@@ -20,7 +20,10 @@ COPY requirements ./requirements
 COPY scripts ./scripts
 COPY gateway ./gateway
 COPY config ./config
-RUN ENGINE=$ENGINE TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu scripts/setup.sh --runtime \
+# The CPU build of torch comes from PyTorch's index (checked against the lock's hash); the
+# GPU lock takes torch from PyPI, so that index must not be offered there.
+RUN if [ "$ENGINE" = cpu ]; then export TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu; fi \
+    && ENGINE=$ENGINE scripts/setup.sh --runtime \
     && .venv/bin/adapter-gateway prepare-model --target /models/SmolLM2-135M-Instruct \
     && rm -rf /root/.cache
 
