@@ -26,6 +26,7 @@ bench-parts: setup
 	.venv/bin/python -m benchmarks.bench_validation
 	.venv/bin/python -m benchmarks.bench_hostile_schemas
 	.venv/bin/python -m benchmarks.bench_hostile_corpus
+	.venv/bin/python -m benchmarks.bench_schema_corpus bench
 	.venv/bin/python -m benchmarks.bench_metrics
 	.venv/bin/python -m benchmarks.bench_adapter_cycles --start
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.engine.model_prep import default_model_dir
 from gateway.wiring.store import BUNDLED_BASE_CONFIG
 from tests.fakes.engine import FakeEngine
 from tests.hostile_corpus import MODEL, Outcome, run_corpus
@@ -41,7 +42,10 @@ async def _one_run(base: Path) -> tuple[list[Outcome], list[float]]:
                        "health_interval_s": 0.2},
             "adapters": {"roots": [str(store)], "watch": False,
                          "staging_dir": str(base / "staging"),
-                         "base_model_config": str(BUNDLED_BASE_CONFIG)}})
+                         "base_model_config": str(BUNDLED_BASE_CONFIG)},
+            # The compile check with the engine's compiler and the bundled tokenizer.
+            "structured": {"grammar_check": {"tokenizer": str(default_model_dir())}},
+            "responses": {"store_file": str(base / "responses.sqlite3")}})
         app = create_app(settings)
         async with serving(app) as url:
             while not app.state.monitor.ready:
@@ -70,7 +74,9 @@ async def main(runs: int) -> None:
         times = [t for name, ts in by_case.items() if kinds[name] == kind for t in ts]
         count = sum(1 for k in kinds.values() if k == kind)
         print(f"{kind:<10} {count:>5} {statistics.median(times):>10.1f} {max(times):>11.1f}")
-    refusals = {n: statistics.median(ts) for n, ts in by_case.items() if 400 <= statuses[n] < 500}
+    # An admitted schema's 422 is an answer (every attempt deviated), not a refusal.
+    refusals = {n: statistics.median(ts) for n, ts in by_case.items()
+                if 400 <= statuses[n] < 500 and kinds[n] != "admitted schema"}
     slowest = max(refusals, key=refusals.__getitem__)
     verdict = "meets" if refusals[slowest] < REFUSAL_TARGET_MS else "misses"
     print(f"slowest refusal (median of {runs}): {refusals[slowest]:.1f} ms, {slowest!r} "
