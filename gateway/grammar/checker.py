@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # After the worker failed to start, verdicts say so for this long before it is tried again.
 _RESTART_AFTER_S = 30.0
+# Grammars queued at most: past this, new ones get a transient "busy" verdict at once, so a
+# flood of distinct grammars cannot grow the queue (or the waits behind it) without end.
+MAX_QUEUED = 32
 
 
 class GrammarChecker:
@@ -44,6 +47,16 @@ class GrammarChecker:
         self._broken: tuple[float, str] | None = None
         self.compiles = 0
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The compile worker's process id, while one runs."""
+        return self._worker.pid
+
+    @property
+    def worker_starts(self) -> int:
+        """How many compile workers were started (one more after each kill)."""
+        return self._worker.starts
+
     def verdict(self, spec: GrammarSpec) -> GrammarVerdict | None:
         """The cached verdict on ``spec``, or None when none is made yet."""
         verdict = self._verdicts.get(spec.key)
@@ -52,15 +65,20 @@ class GrammarChecker:
         return verdict
 
     def prefetch(self, specs: Iterable[GrammarSpec]) -> None:
-        """Queues the compile of every grammar without a verdict (and not queued yet)."""
+        """Queues the compile of every grammar without a verdict (and not queued yet), while
+        the queue has room."""
         for spec in specs:
-            self._future(spec)
+            if spec.key in self._pending or len(self._pending) < MAX_QUEUED:
+                self._future(spec)
 
     async def wait(self, spec: GrammarSpec, timeout_s: float) -> GrammarVerdict | None:
         """The verdict on ``spec``, waiting for it up to ``timeout_s``; None if not made."""
         cached = self.verdict(spec)
         if cached is not None:
             return cached
+        if spec.key not in self._pending and len(self._pending) >= MAX_QUEUED:
+            return GrammarVerdict(False, 0.0, f"the compile check is busy ({MAX_QUEUED} grammars "
+                                              "queued)", transient=True)
         future = self._future(spec)
         with contextlib.suppress(TimeoutError):
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
@@ -76,7 +94,8 @@ class GrammarChecker:
         """How long a passed-through request waits for a verdict: the compile limit for
         each grammar queued (one compile runs at a time), and the worker's start when it
         has not started yet."""
-        return self.patience() + self.settings.time_limit_s * len(self._pending)
+        return self.patience() + self.settings.time_limit_s * min(len(self._pending),
+                                                                   MAX_QUEUED)
 
     def patience(self) -> float:
         """How long one verdict may take: the compile limit and a second for the worker to
@@ -107,12 +126,19 @@ class GrammarChecker:
             if spec is None:
                 await asyncio.to_thread(self._start)
                 continue
-            verdict = self.verdict(spec)
-            if verdict is None:
-                made, keep = await asyncio.to_thread(self._compile, spec)
-                if keep:
-                    self._keep(spec, made)
-                verdict = made
+            try:
+                verdict = self.verdict(spec)
+                if verdict is None:
+                    verdict = await asyncio.to_thread(self._compile, spec)
+                    if not verdict.transient:
+                        self._keep(spec, verdict)
+            except Exception as exc:  # the worker's pipe or fork failed: this grammar's
+                # waiters get a transient verdict, and the loop goes on with the next one
+                log.exception("grammar compile check failed for %s", spec.key[:12])
+                self._worker_failed(exc)
+                verdict = GrammarVerdict(False, 0.0, f"the compile check failed: {exc}",
+                                         transient=True)
+            # Cancelled above (the gateway stops): the future stays for aclose to answer.
             future = self._pending.pop(spec.key, None)
             if future is not None and not future.done():
                 future.set_result(verdict)
@@ -120,25 +146,28 @@ class GrammarChecker:
     def _start(self) -> None:
         try:
             self._worker.start()
-        except WorkerUnavailable as exc:
-            self._broken = (time.monotonic(), str(exc))
-            log.error("grammar compile check unavailable: %s", exc)
+        except (WorkerUnavailable, OSError) as exc:
+            self._worker_failed(exc)
 
-    def _compile(self, spec: GrammarSpec) -> tuple[GrammarVerdict, bool]:
-        """One compile in the worker (blocking, on a thread), and whether to keep its verdict."""
+    def _worker_failed(self, exc: BaseException) -> None:
+        self._broken = (time.monotonic(), str(exc))
+        log.error("grammar compile check unavailable: %s", exc)
+        self._worker.stop()
+
+    def _compile(self, spec: GrammarSpec) -> GrammarVerdict:
+        """One compile in the worker (blocking, on a thread)."""
         if self._broken is not None and time.monotonic() - self._broken[0] < _RESTART_AFTER_S:
-            return GrammarVerdict(False, 0.0, self._broken[1]), False
+            return GrammarVerdict(False, 0.0, self._broken[1], transient=True)
         try:
             result = self._worker.compile(spec.kind, spec.text, self.settings.time_limit_s,
                                           self.settings.memory_limit_mib << 20)
         except WorkerUnavailable as exc:
             # Not cached: a worker that starts later gives the grammar its real verdict.
-            self._broken = (time.monotonic(), str(exc))
-            log.error("grammar compile check unavailable: %s", exc)
-            return GrammarVerdict(False, 0.0, str(exc)), False
+            self._worker_failed(exc)
+            return GrammarVerdict(False, 0.0, str(exc), transient=True)
         self._broken = None
         self.compiles += 1
-        return GrammarVerdict(result.problem is None, result.ms, result.problem), True
+        return GrammarVerdict(result.problem is None, result.ms, result.problem)
 
     def _keep(self, spec: GrammarSpec, verdict: GrammarVerdict) -> None:
         self._verdicts[spec.key] = verdict
@@ -151,9 +180,14 @@ class GrammarChecker:
             self.recorder.grammar_verdict(spec.kind, verdict.compilable, verdict.ms / 1000)
 
     async def aclose(self) -> None:
-        """Stops the background compiles and the worker."""
+        """Stops the background compiles and the worker; waiters get a transient verdict."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        await asyncio.to_thread(self._worker.stop)
+        closed = GrammarVerdict(False, 0.0, "the gateway is stopping", transient=True)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(closed)
+        self._pending.clear()
+        await asyncio.to_thread(self._worker.close)

@@ -42,19 +42,23 @@ class GrammarGate:
         # None: the check is off, and grammars reach the engine unchecked.
         self.checker = checker
 
-    async def admit(self, path: str, body: dict[str, Any]) -> None:
-        """Raises unless every grammar in ``body`` has a passing verdict."""
+    async def admit(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` as the engine gets it, once every grammar in it has a passing verdict;
+        raises otherwise."""
+        body = without_strict_tools(body)
         if self.checker is None:
-            return
+            return body
         for spec in grammar_specs(body, chat=path == CHAT_PATH):
             await self._passes(self.checker, spec)
+        return body
 
     async def _passes(self, checker: GrammarChecker, spec: GrammarSpec) -> None:
         verdict = await checker.wait(spec, checker.wait_limit())
-        if verdict is None:
-            raise GrammarCheckBusy(
-                f"the grammar of {spec.param} is still being checked; try again shortly",
-                param=spec.param, headers={"retry-after": "2"})
+        if verdict is None or verdict.transient:
+            why = "is still being checked" if verdict is None else f"cannot be checked now " \
+                f"({verdict.reason})"
+            raise GrammarCheckBusy(f"the grammar of {spec.param} {why}; try again shortly",
+                                   param=spec.param, headers={"retry-after": "2"})
         if not verdict.compilable:
             raise GrammarUnavailable(
                 f"{spec.param} cannot be used for constrained decoding: {verdict.reason}. "
@@ -62,13 +66,41 @@ class GrammarGate:
                 "validates every answer and retries without a grammar.", param=spec.param)
 
     async def post(self, path: str, body: dict[str, Any], request_id: str = "") -> dict[str, Any]:
-        await self.admit(path, body)
-        return await self.engine.post(path, body, request_id)
+        return await self.engine.post(path, await self.admit(path, body), request_id)
 
     @asynccontextmanager
     async def stream(
         self, path: str, body: dict[str, Any], request_id: str = ""
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        await self.admit(path, body)
-        async with self.engine.stream(path, body, request_id) as lines:
+        async with self.engine.stream(path, await self.admit(path, body), request_id) as lines:
             yield lines
+
+
+def without_strict_tools(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with no tool marked ``strict``.
+
+    vLLM 0.32 with a tool parser compiles the parameters of every ``strict`` tool into a
+    structural tag of its own making, for ``tool_choice`` ``auto`` too, from a recipe per
+    model that the compile check cannot reproduce byte for byte. Without ``strict`` it
+    constrains only the call's envelope (the function names), so no client schema reaches
+    its compiler this way. The gateway checks every call against its function's
+    ``parameters`` itself, and repairs one with its own grammar, which the check judges.
+    """
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not any(_strict(tool) for tool in tools):
+        return body
+    return {**body, "tools": [_loose(tool) for tool in tools]}
+
+
+def _strict(tool: Any) -> bool:
+    return isinstance(tool, dict) and (
+        "strict" in tool or isinstance(tool.get("function"), dict) and "strict" in tool["function"])
+
+
+def _loose(tool: Any) -> Any:
+    if not _strict(tool):
+        return tool
+    loose = {k: v for k, v in tool.items() if k != "strict"}
+    if isinstance(loose.get("function"), dict):
+        loose["function"] = {k: v for k, v in loose["function"].items() if k != "strict"}
+    return loose

@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,45 +177,78 @@ class CompileWorker:
         self._conn: Connection | None = None
         self._ready_now = False
         self.starts = 0
+        # Starting and stopping are serialised: a compile thread may start a worker while
+        # the gateway closes, and a closed one never starts another.
+        self._lock = threading.RLock()
+        self._closed = False
 
     def compile(self, kind: str, text: str, time_limit_s: float, memory_limit: int) -> Compiled:
-        """Compiles one grammar, or kills the worker when it takes too long or too much."""
+        """Compiles one grammar, or kills the worker when it takes too long or too much.
+
+        A worker that dies under a compile is replaced and the compile tried once more on
+        the new one: a second death is the grammar's doing ("the compiler crashed"), the
+        first may have been anything (the worker killed from outside while idle).
+        """
+        crashed = Compiled(0.0)
+        for _ in range(2):
+            try:
+                return self._compile_once(kind, text, time_limit_s, memory_limit)
+            except _Died as died:
+                self.stop()
+                crashed = Compiled(died.ms, "the compiler crashed (out of memory, or a fault "
+                                            "in it)")
+        return crashed
+
+    def _compile_once(self, kind: str, text: str, time_limit_s: float,
+                      memory_limit: int) -> Compiled:
         conn, process = self._ready()
-        baseline = _rss(process.pid)
-        conn.send((kind, text))
         started = time.perf_counter()
-        while not conn.poll(_WATCH_INTERVAL_S):
-            elapsed = time.perf_counter() - started
-            if elapsed > time_limit_s:
-                self.stop()
-                return Compiled(elapsed * 1000, f"grammar compile exceeded {time_limit_s:g} s")
-            if _rss(process.pid) - baseline > memory_limit:
-                self.stop()
-                return Compiled(elapsed * 1000, "grammar compile exceeded "
-                                                f"{memory_limit >> 20} MiB of memory")
-            if not process.is_alive():
-                break
         try:
+            conn.send((kind, text))
+            baseline = _rss(process.pid)
+            while not conn.poll(_WATCH_INTERVAL_S):
+                elapsed = time.perf_counter() - started
+                if elapsed > time_limit_s:
+                    self.stop()
+                    return Compiled(elapsed * 1000,
+                                    f"grammar compile exceeded {time_limit_s:g} s")
+                if _rss(process.pid) - baseline > memory_limit:
+                    self.stop()
+                    return Compiled(elapsed * 1000, "grammar compile exceeded "
+                                                    f"{memory_limit >> 20} MiB of memory")
+                if not process.is_alive():
+                    break
             ms, error = conn.recv()
-        except (EOFError, OSError):
-            self.stop()
-            return Compiled((time.perf_counter() - started) * 1000,
-                            "the compiler crashed (out of memory, or a fault in it)")
+        except (EOFError, OSError) as exc:  # the worker died, or was stopped meanwhile
+            raise _Died((time.perf_counter() - started) * 1000) from exc
         if error == "memory":
             self.stop()
             return Compiled(ms, f"grammar compile exceeded {memory_limit >> 20} MiB of memory")
         return Compiled(ms, error)
 
     @property
+    def pid(self) -> int | None:
+        """The worker's process id, while one runs."""
+        process = self._process
+        return None if process is None else process.pid
+
+    @property
     def running(self) -> bool:
         """Whether a started worker is waiting for grammars."""
-        return self._ready_now and self._process is not None and self._process.is_alive()
+        process = self._process  # read once: another thread may clear it meanwhile
+        return self._ready_now and process is not None and process.is_alive()
 
     def start(self) -> None:
         """Starts the worker now, unless it runs (blocking: it loads the tokenizer)."""
         self._ready()
 
     def _ready(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
+        with self._lock:
+            if self._closed:
+                raise WorkerUnavailable("the compile check is closed")
+            return self._ready_locked()
+
+    def _ready_locked(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
         if self._process is not None and self._conn is not None and self._process.is_alive():
             return self._conn, self._process
         self.stop()
@@ -241,10 +275,17 @@ class CompileWorker:
         self._ready_now = True
         return parent, process
 
+    def close(self) -> None:
+        """Stops the worker for good."""
+        with self._lock:
+            self._closed = True
+            self.stop()
+
     def stop(self) -> None:
         """Kills the child (a compile stuck in native code ignores anything gentler)."""
-        process, conn = self._process, self._conn
-        self._process = self._conn = None
+        with self._lock:
+            process, conn = self._process, self._conn
+            self._process = self._conn = None
         if conn is not None:
             conn.close()
         if process is not None and process.is_alive():
@@ -255,6 +296,14 @@ class CompileWorker:
 
 class WorkerUnavailable(Exception):
     """The worker could not be started: no verdict can be made."""
+
+
+class _Died(Exception):
+    """The worker's pipe broke under a compile."""
+
+    def __init__(self, ms: float) -> None:
+        super().__init__(f"the worker died after {ms:.0f} ms")
+        self.ms = ms
 
 
 def _rss(pid: int | None) -> int:

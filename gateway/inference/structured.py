@@ -133,7 +133,7 @@ class StructuredRunner:
         budget.record_request()
         strategy: Strategy | None = None
         can_constrain = True
-        self._prefetch_grammars(plan, chat)
+        self._prefetch_grammars(plan, chat, budget)
         check = self._prefix_check(plan, first, budget)
         while True:
             early: Verdict | None = None
@@ -164,7 +164,7 @@ class StructuredRunner:
                                     stopped_early=early is not None)
                 if verdict.valid:
                     break
-            if can_constrain and next_strategy(
+            if can_constrain and budget.remaining() >= 1 and next_strategy(
                     plan.policy, outcome.attempts, verdict, outcome.strategies) \
                     is Strategy.CONSTRAINED:
                 constrained = contract.retry_body(Strategy.CONSTRAINED, first, answer, verdict,
@@ -196,10 +196,12 @@ class StructuredRunner:
         verdict = await asyncio.to_thread(plan.contract.check, answer, None)
         return not verdict.valid
 
-    def _prefetch_grammars(self, plan: Plan, chat: bool) -> None:
+    def _prefetch_grammars(self, plan: Plan, chat: bool, budget: RetryBudget) -> None:
         """Queues the compile check of the constrained retries' grammars, so that their
-        verdicts are usually made by the time a retry needs one."""
-        if self.grammars is None or Strategy.CONSTRAINED not in plan.policy.strategies:
+        verdicts are usually made by the time a retry needs one (when one can be made)."""
+        policy = plan.policy
+        if self.grammars is None or Strategy.CONSTRAINED not in policy.strategies or (
+                policy.max_attempts < 2 or budget.remaining() < 1):
             return
         for fields in plan.contract.grammars():
             self.grammars.prefetch(grammar_specs(fields, chat))

@@ -26,6 +26,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema_rs
 from jsonschema import (
@@ -39,7 +40,7 @@ from jsonschema.protocols import Validator
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.structured.errors import SchemaRejected
-from gateway.structured.walk import Node, describe, json_depth, walk
+from gateway.structured.walk import Node, children, describe, json_depth, pointer, walk
 
 REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 
@@ -65,6 +66,10 @@ class SchemaBounds(BaseModel):
     max_refs: int = Field(10_000, ge=0, description="$ref keywords in one schema.")
     max_pattern_chars: int = Field(
         65_536, ge=1, description="Characters of all regular expressions in one schema."
+    )
+    max_expanded_subschemas: int = Field(
+        1_000_000, ge=1,
+        description="Subschemas one value may be checked against, references followed.",
     )
     max_answer_chars: int = Field(
         65_536, ge=1, description="Longer answers are refused without being parsed."
@@ -151,6 +156,13 @@ def check_shape(schema: Mapping[str, Any], bounds: SchemaBounds) -> None:
     scan = _Scan(bounds)
     for node in walk(schema):
         scan.visit(node)
+    expanded = expansion(schema, bounds.max_expanded_subschemas)
+    if expanded > bounds.max_expanded_subschemas:
+        raise SchemaRejected(
+            f"the schema's references expand to more than {bounds.max_expanded_subschemas} "
+            "subschemas to check one value against (a $ref used twice in a row doubles "
+            "them): refer to each definition once per level"
+        )
     limit = bounds.max_depth * _RAW_DEPTH_FACTOR
     if json_depth(schema, limit) > limit:
         raise SchemaRejected(
@@ -216,6 +228,86 @@ class _Scan:
                 f"the schema has more than {self.bounds.max_refs} references ($ref); "
                 "simplify it"
             )
+
+
+# Keywords whose subschemas apply only through references.
+_DEFINITIONS = frozenset({"$defs", "definitions"})
+_ANCHORS = ("$anchor", "$dynamicAnchor")
+
+
+def expansion(root: Mapping[str, Any], limit: int) -> int:
+    """How many subschemas checking one value can visit, references followed: capped at
+    ``limit + 1``.
+
+    jsonschema-rs follows a ``$ref`` every time it meets it, so ``allOf: [{"$ref": "#/$defs/a"},
+    {"$ref": "#/$defs/a"}]`` at each of 40 levels is 2**40 checks of one small answer, with
+    the event loop's thread held meanwhile (it keeps the GIL). Written by hand: no library
+    counts this. Counted once per subschema (memoised), in time linear in the schema; a
+    reference back into itself (recursion) counts 1, as its cost grows with the answer's
+    own depth, which validation bounds. A reference this count cannot resolve (one into an
+    embedded resource) counts as the whole schema.
+    """
+    nodes = list(walk(root))
+    by_pointer = {pointer(node.path): node.schema for node in nodes}
+    by_anchor = {str(node.schema[k]): node.schema for node in nodes for k in _ANCHORS
+                 if isinstance(node.schema.get(k), str)}
+    by_id = {str(node.schema["$id"]).rstrip("#"): node.schema for node in nodes
+             if isinstance(node.schema.get("$id"), str)}
+    whole = len(nodes)
+
+    def applied(schema: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], int]:
+        found = [sub for suffix, sub in children(schema) if suffix[0] not in _DEFINITIONS]
+        unresolved = 0
+        for keyword in REF_KEYWORDS:
+            ref = schema.get(keyword)
+            if not isinstance(ref, str):
+                continue
+            target = _target(ref, by_pointer, by_anchor, by_id)
+            if target is None:
+                unresolved += whole
+            else:
+                found.append(target)
+        return found, unresolved
+
+    memo: dict[int, int] = {}
+    visiting: set[int] = set()
+    first, extra = applied(root)
+    stack: list[list[Any]] = [[root, first, 0, 1 + extra]]
+    visiting.add(id(root))
+    while stack:
+        frame = stack[-1]
+        schema, subs, index, total = frame
+        if index == len(subs):
+            stack.pop()
+            visiting.discard(id(schema))
+            memo[id(schema)] = total
+            if stack:
+                stack[-1][3] = min(stack[-1][3] + total, limit + 1)
+            continue
+        frame[2] += 1
+        sub = subs[index]
+        if id(sub) in memo:
+            frame[3] = min(total + memo[id(sub)], limit + 1)
+        elif id(sub) in visiting:
+            frame[3] = min(total + 1, limit + 1)
+        else:
+            visiting.add(id(sub))
+            found, extra = applied(sub)
+            stack.append([sub, found, 0, 1 + extra])
+    return memo[id(root)]
+
+
+def _target(ref: str, by_pointer: Mapping[str, Mapping[str, Any]],
+            by_anchor: Mapping[str, Mapping[str, Any]],
+            by_id: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    base, _, fragment = ref.partition("#")
+    if base:
+        resource = by_id.get(base)
+        return resource if resource is not None and not fragment else None
+    fragment = unquote(fragment)
+    if not fragment or fragment.startswith("/"):
+        return by_pointer.get(fragment)
+    return by_anchor.get(fragment)
 
 
 def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:

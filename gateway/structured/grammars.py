@@ -50,6 +50,9 @@ class GrammarVerdict:
     compilable: bool
     ms: float
     reason: str | None = None  # why not, when not
+    # The check could not be made (no worker, no room in its queue): not the grammar's
+    # fault, never cached.
+    transient: bool = False
 
     def describe(self) -> str:
         if self.compilable:
@@ -86,13 +89,13 @@ def _response_format(value: object) -> list[GrammarSpec]:
     return []
 
 
-# The side doors, each with the kind of grammar it asks for.
-_GUIDED = {"guided_json": JSON, "guided_regex": REGEX, "guided_choice": CHOICE}
+# The side door, each key with the kind of grammar it asks for. (vLLM 0.32 ignores the older
+# guided_* fields, with a warning in its log: they make it compile nothing.)
 _OPTIONS = {"json": JSON, "regex": REGEX, "choice": CHOICE, "structural_tag": STRUCTURAL_TAG}
 
 
 def _structured_outputs(body: Mapping[str, Any]) -> list[GrammarSpec]:
-    found = [(field, kind, body.get(field)) for field, kind in _GUIDED.items()]
+    found: list[tuple[str, str, Any]] = []
     options = body.get("structured_outputs")
     if isinstance(options, Mapping):
         found += [(f"structured_outputs.{key}", kind, options.get(key))

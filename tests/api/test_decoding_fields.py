@@ -32,7 +32,6 @@ REFUSED: list[tuple[str, Any, str]] = [
     ("guided_json", {"$ref": "https://example.invalid/s.json"}, "guided_json"),
     ("guided_json", '{"type": "stsring"}', "guided_json"),
     ("guided_json", "not json", "guided_json"),
-    ("guided_regex", "(unclosed", "guided_regex"),
     ("guided_regex", "a" * 70_000, "guided_regex"),
     ("guided_regex", 42, "guided_regex"),
     ("guided_choice", [f"c{i}" for i in range(20_000)], "guided_choice"),

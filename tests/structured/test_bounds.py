@@ -200,3 +200,32 @@ def test_bounds_model_forbids_unknown_fields() -> None:
         SchemaBounds.model_validate({"max_depht": 3})
     with pytest.raises(ValidationError):
         SchemaBounds(max_depth=0)
+
+
+def _doubling_chain(levels: int, via: str) -> dict[str, Any]:
+    """Each level refers to the next twice: 2**levels checks of one value."""
+    defs: dict[str, Any] = {}
+    for i in range(levels):
+        target = {"pointer": f"#/$defs/d{i + 1}", "anchor": f"#d{i + 1}"}[via]
+        defs[f"d{i}"] = {"$anchor": f"d{i}", "allOf": [{"$ref": target}, {"$ref": target}]}
+    defs[f"d{levels}"] = {"$anchor": f"d{levels}", "type": "string"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+@pytest.mark.parametrize("via", ["pointer", "anchor"])
+def test_references_that_expand_exponentially_are_refused(via: str) -> None:
+    # 2**40 subschemas for one string: jsonschema-rs would hold the GIL for hours.
+    message = rejected(_doubling_chain(40, via))
+    assert "references expand to more than 1000000 subschemas" in message
+    check_schema(_doubling_chain(12, via), BOUNDS)  # 4,096: fine
+
+
+def test_shared_definitions_and_recursion_count_once_per_use() -> None:
+    from gateway.structured.bounds import expansion
+
+    shared = {"$defs": {"s": {"type": "string"}},
+              "properties": {f"p{i}": {"$ref": "#/$defs/s"} for i in range(100)}}
+    assert expansion(shared, 10**6) == 1 + 100 * 2
+    tree = {"$defs": {"n": {"properties": {"c": {"items": {"$ref": "#/$defs/n"}}}}},
+            "$ref": "#/$defs/n"}
+    assert expansion(tree, 10**6) == 5
