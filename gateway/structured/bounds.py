@@ -154,9 +154,10 @@ def check_schema(value: object, bounds: SchemaBounds) -> CheckedSchema:
 def check_shape(schema: Mapping[str, Any], bounds: SchemaBounds) -> None:
     """Nesting and counts; the metaschema is not consulted, references are not resolved."""
     scan = _Scan(bounds)
-    for node in walk(schema):
+    nodes = list(walk(schema))
+    for node in nodes:
         scan.visit(node)
-    expanded = expansion(schema, bounds.max_expanded_subschemas)
+    expanded = expansion(schema, bounds.max_expanded_subschemas, nodes)
     if expanded > bounds.max_expanded_subschemas:
         raise SchemaRejected(
             f"the schema's references expand to more than {bounds.max_expanded_subschemas} "
@@ -235,7 +236,7 @@ _DEFINITIONS = frozenset({"$defs", "definitions"})
 _ANCHORS = ("$anchor", "$dynamicAnchor")
 
 
-def expansion(root: Mapping[str, Any], limit: int) -> int:
+def expansion(root: Mapping[str, Any], limit: int, nodes: list[Node] | None = None) -> int:
     """How many subschemas checking one value can visit, references followed: capped at
     ``limit + 1``.
 
@@ -245,9 +246,10 @@ def expansion(root: Mapping[str, Any], limit: int) -> int:
     counts this. Counted once per subschema (memoised), in time linear in the schema; a
     reference back into itself (recursion) counts 1, as its cost grows with the answer's
     own depth, which validation bounds. A reference this count cannot resolve (one into an
-    embedded resource) counts as the whole schema.
+    embedded resource) counts as the whole schema. ``nodes``: ``walk(root)``, when the caller
+    has walked it already.
     """
-    nodes = list(walk(root))
+    nodes = list(walk(root)) if nodes is None else nodes
     by_pointer = {pointer(node.path): node.schema for node in nodes}
     by_anchor = {str(node.schema[k]): node.schema for node in nodes for k in _ANCHORS
                  if isinstance(node.schema.get(k), str)}
