@@ -158,7 +158,9 @@ async def test_an_unconstrainable_schema_is_answered_by_reask_and_its_grammar_ne
     verdict = response.json()["structured"]
     assert verdict["valid"] and verdict["strategies"] == ["reask"]
     assert verdict["constrained"].startswith("unavailable: ")
-    assert health and max(health) < 0.25  # the event loop never waited on the compile
+    # A loop that waited on the compile would stall a probe for the whole limit (1 s); a
+    # busy machine delays probes by far less.
+    assert health and max(health) < LIMIT_S
     assert sent_grammars(fake_engine) == []
     # The verdict is cached: the next request skips the constrained retry at once.
     made = await app.state.grammars.wait(spec(schema), 60)
